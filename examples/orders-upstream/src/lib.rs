@@ -1,0 +1,53 @@
+//! An example legacy partner backend: a JSON orders API, scoped by partner in the path,
+//! that behaves the way real backends too often do. Every response advertises
+//! `Server: Apache/2.4.41 (Ubuntu)`, `X-Powered-By: PHP/7.4.3` and an `X-Internal-Trace-Id`;
+//! orders carry internal fields (`internal_cost_cents`, `db_shard`, `created_by`); errors
+//! leak stack traces, SQL and internal hostnames. The Portcullis demo and end-to-end tests
+//! put the gateway in front of it.
+//!
+//! Besides the orders API (see [`OPENAPI_YAML`]) it serves test helpers that are
+//! deliberately left out of the OpenAPI document:
+//!
+//! - `ANY /echo[/...]`: 200 JSON `{"method", "path_and_query", "headers": {name: [values]},
+//!   "body_len", "body"}` (body as lossy UTF-8), i.e. what the upstream actually received.
+//! - `GET /slow?ms=N`: answers `{"slept_ms": N}` after N ms (capped at 30000).
+//! - `GET /big?bytes=N`: N bytes (capped at 16 MiB) of `application/octet-stream` where
+//!   byte `i` is `(i % 251) as u8`.
+//! - `GET /openapi.yaml`: [`OPENAPI_YAML`] as `application/yaml`.
+//!
+//! Unknown paths get 404 `{"error": "not found", "path": ...}`; known paths with an
+//! unsupported method get 405 with an `Allow` header.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+mod app;
+mod orders;
+mod recorder;
+
+pub use recorder::{RecordedRequest, Recorder};
+
+/// The OpenAPI 3.0 document of the orders API.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+/// Serve on an already-bound listener until the future is dropped. Every request that
+/// reaches the service (any path, any method, including 404s) is recorded in full, body
+/// included, before it is answered.
+pub async fn serve(listener: TcpListener, recorder: Recorder) -> std::io::Result<()> {
+    axum::serve(listener, app::router(recorder)).await
+}
+
+/// Bind `addr` (use port 0 for an ephemeral port), serve on the current tokio runtime and
+/// return the bound address, the recorder and the serving task. Aborting the task stops
+/// accepting connections.
+pub async fn spawn(
+    addr: SocketAddr,
+) -> std::io::Result<(SocketAddr, Recorder, JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let recorder = Recorder::new();
+    let handle = tokio::spawn(serve(listener, recorder.clone()));
+    Ok((local, recorder, handle))
+}

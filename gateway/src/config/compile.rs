@@ -1,0 +1,489 @@
+//! Compiles the YAML model into a [`Plan`]: every reference resolved, every
+//! value checked, so serving a request never meets a configuration error.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderValue, Method};
+use pingora::protocols::tls::CaType;
+use pingora::utils::tls::WrappedX509;
+use serde::de::DeserializeOwned;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::model::{GatewayFile, PolicyFile, RouteSpec, TimeoutSpec, UpstreamSpec};
+use crate::protocol::Limits;
+use crate::router::Router;
+
+/// Resolved per-route upstream timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub total: Duration,
+}
+
+impl Timeouts {
+    const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        read: Duration::from_secs(30),
+        write: Duration::from_secs(30),
+        total: Duration::from_secs(60),
+    };
+
+    fn overlay(self, spec: &TimeoutSpec) -> Timeouts {
+        Timeouts {
+            connect: spec.connect.unwrap_or(self.connect),
+            read: spec.read.unwrap_or(self.read),
+            write: spec.write.unwrap_or(self.write),
+            total: spec.total.unwrap_or(self.total),
+        }
+    }
+}
+
+pub struct Upstream {
+    pub name: String,
+    /// `host:port` as configured, for logs.
+    pub address: String,
+    /// Resolved when the configuration is compiled (and again on reload),
+    /// so no request ever waits on DNS.
+    pub socket: SocketAddr,
+    pub tls: bool,
+    /// TLS server name (SNI and certificate verification).
+    pub server_name: String,
+    /// `Host` header value sent upstream unless `preserve_host`.
+    pub authority: String,
+    pub preserve_host: bool,
+    pub ca: Option<Arc<CaType>>,
+    pub timeouts: Timeouts,
+    /// Keeps this upstream's pooled connections apart from any other's.
+    /// pingora's pool key ignores the CA a connection was verified against,
+    /// so without it a connection verified for one upstream's private CA
+    /// could be reused by another upstream that trusts only system roots.
+    pub pool_key: u64,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("name", &self.name)
+            .field("address", &self.address)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub upstream: Arc<Upstream>,
+    pub timeouts: Timeouts,
+}
+
+/// The immutable, compiled configuration requests are served from.
+#[derive(Debug)]
+pub struct Plan {
+    pub router: Router<Route>,
+    pub routes: usize,
+    pub hsts: HeaderValue,
+    pub limits: Limits,
+    pub trust_request_id: bool,
+    pub keepalive_secs: u64,
+}
+
+/// A full load: the settings (some only take effect at start), the plan,
+/// and the files it came from (the reload watch fingerprints them).
+#[derive(Debug)]
+pub struct Loaded {
+    pub settings: GatewayFile,
+    pub plan: Plan,
+    pub sources: Vec<PathBuf>,
+}
+
+fn parse_yaml<T: DeserializeOwned>(path: &Path, errors: &mut ConfigErrors) -> Option<T> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(ConfigError::new(
+                path,
+                None,
+                "file",
+                format!("cannot read: {e}"),
+            ));
+            return None;
+        }
+    };
+    match serde_saphyr::from_str::<T>(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let line = e.location().map(|l| l.line());
+            errors.push(ConfigError::new(
+                path,
+                line,
+                "yaml",
+                e.without_snippet().to_string(),
+            ));
+            None
+        }
+    }
+}
+
+/// Relative paths in a file are relative to that file's directory.
+pub fn resolve_path(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// Loads and compiles the gateway file and every policy file it names.
+/// Returns every problem found, not just the first.
+pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let Some(mut settings) = parse_yaml::<GatewayFile>(config_path, &mut errors) else {
+        return Err(errors);
+    };
+    let base = config_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    settings.tls.certificate = resolve_path(&base, &settings.tls.certificate);
+    settings.tls.private_key = resolve_path(&base, &settings.tls.private_key);
+
+    let hsts = HeaderValue::from_str(&settings.tls.hsts).unwrap_or_else(|_| {
+        errors.push(ConfigError::new(
+            config_path,
+            None,
+            "tls.hsts",
+            "not a valid header value",
+        ));
+        HeaderValue::from_static("max-age=63072000")
+    });
+    if settings.http.header_timeout.is_zero() {
+        errors.push(ConfigError::new(
+            config_path,
+            None,
+            "http.header_timeout",
+            "must be greater than 0",
+        ));
+    }
+
+    let mut policy_files = Vec::new();
+    for pattern in &settings.policies {
+        let line = Some(pattern.referenced.line());
+        let full = resolve_path(&base, Path::new(&pattern.value));
+        let Some(full_str) = full.to_str() else {
+            errors.push(ConfigError::new(
+                config_path,
+                line,
+                "policies",
+                "path is not UTF-8",
+            ));
+            continue;
+        };
+        match glob::glob(full_str) {
+            Ok(paths) => {
+                let mut matched: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                if matched.is_empty() {
+                    errors.push(ConfigError::new(
+                        config_path,
+                        line,
+                        "policies",
+                        format!("{} matches no file", pattern.value),
+                    ));
+                }
+                matched.sort();
+                policy_files.extend(matched);
+            }
+            Err(e) => errors.push(ConfigError::new(
+                config_path,
+                line,
+                "policies",
+                format!("bad pattern: {e}"),
+            )),
+        }
+    }
+    policy_files.dedup();
+
+    let policies: Vec<(PathBuf, PolicyFile)> = policy_files
+        .iter()
+        .filter_map(|p| parse_yaml::<PolicyFile>(p, &mut errors).map(|f| (p.clone(), f)))
+        .collect();
+
+    let upstreams = compile_upstreams(&policies, &mut errors);
+    let (router, routes) = compile_routes(&policies, &upstreams, &mut errors);
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let plan = Plan {
+        router,
+        routes,
+        hsts,
+        limits: Limits {
+            max_header_bytes: settings.http.max_header_bytes,
+            max_uri_bytes: settings.http.max_uri_bytes,
+        },
+        trust_request_id: settings.http.trust_request_id,
+        keepalive_secs: settings.http.keepalive_timeout.as_secs().max(1),
+    };
+    let mut sources = vec![config_path.to_path_buf()];
+    sources.extend(policy_files);
+    Ok(Loaded {
+        settings,
+        plan,
+        sources,
+    })
+}
+
+/// Compiled upstreams by name, plus the names that were defined but invalid
+/// (already reported, so routes naming them are not reported again).
+type Upstreams = (
+    HashMap<String, Arc<Upstream>>,
+    std::collections::HashSet<String>,
+);
+
+fn compile_upstreams(policies: &[(PathBuf, PolicyFile)], errors: &mut ConfigErrors) -> Upstreams {
+    let mut invalid = std::collections::HashSet::new();
+    let mut out: HashMap<String, (Arc<Upstream>, PathBuf)> = HashMap::new();
+    for (file, policy) in policies {
+        for (name, spec) in &policy.upstreams {
+            let line = Some(spec.referenced.line());
+            let field = format!("upstreams.{name}");
+            if let Some((_, other)) = out.get(name) {
+                errors.push(ConfigError::new(
+                    file,
+                    line,
+                    field,
+                    format!("upstream is also defined in {}", other.display()),
+                ));
+                continue;
+            }
+            match compile_upstream(name, &spec.value, file) {
+                Ok(u) => {
+                    out.insert(name.clone(), (Arc::new(u), file.clone()));
+                }
+                Err((sub, msg)) => {
+                    invalid.insert(name.clone());
+                    errors.push(ConfigError::new(file, line, format!("{field}.{sub}"), msg))
+                }
+            }
+        }
+    }
+    (out.into_iter().map(|(k, (u, _))| (k, u)).collect(), invalid)
+}
+
+fn compile_upstream(
+    name: &str,
+    spec: &UpstreamSpec,
+    file: &Path,
+) -> Result<Upstream, (&'static str, String)> {
+    let uri: http::Uri = spec
+        .url
+        .parse()
+        .map_err(|e| ("url", format!("not a URL: {e}")))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(("url", "scheme must be http or https".into())),
+    };
+    let host = uri.host().ok_or(("url", "URL has no host".to_string()))?;
+    if uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return Err(("url", "URL must not have a path or query".into()));
+    }
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+    let address = if bare_host.contains(':') {
+        format!("[{bare_host}]:{port}")
+    } else {
+        format!("{bare_host}:{port}")
+    };
+    let socket = address
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or(("url", format!("cannot resolve {address}")))?;
+    let mut pool = blake3::Hasher::new();
+    pool.update(name.as_bytes());
+    let ca = match &spec.ca {
+        None => None,
+        Some(_) if !tls => return Err(("ca", "a CA only applies to an https upstream".into())),
+        Some(p) => {
+            let (ca, fingerprint) =
+                load_ca(&resolve_path(file.parent().unwrap_or(Path::new(".")), p))
+                    .map_err(|m| ("ca", m))?;
+            pool.update(fingerprint.as_bytes());
+            Some(ca)
+        }
+    };
+    let pool_hash = pool.finalize();
+    let mut pool_key = [0u8; 8];
+    pool_key.copy_from_slice(&pool_hash.as_bytes()[..8]);
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| address.clone());
+    let timeouts = Timeouts::DEFAULT.overlay(&spec.timeouts);
+    check_timeouts(&timeouts).map_err(|m| ("timeouts", m))?;
+    Ok(Upstream {
+        name: name.to_string(),
+        address,
+        socket,
+        tls,
+        server_name: spec
+            .server_name
+            .clone()
+            .unwrap_or_else(|| bare_host.to_string()),
+        authority,
+        preserve_host: spec.preserve_host,
+        ca,
+        timeouts,
+        pool_key: u64::from_le_bytes(pool_key),
+    })
+}
+
+fn check_timeouts(t: &Timeouts) -> Result<(), String> {
+    if [t.connect, t.read, t.write, t.total]
+        .iter()
+        .any(Duration::is_zero)
+    {
+        return Err("every timeout must be greater than 0".into());
+    }
+    Ok(())
+}
+
+fn load_ca(path: &Path) -> Result<(Arc<CaType>, blake3::Hash), String> {
+    let ders = crate::tls::read_certificates(path)?;
+    let mut fingerprint = blake3::Hasher::new();
+    for der in &ders {
+        fingerprint.update(der);
+    }
+    let wrapped: Vec<WrappedX509> = ders
+        .into_iter()
+        .map(|der| WrappedX509::new(der.to_vec(), pingora::utils::tls::parse_x509))
+        .collect();
+    Ok((
+        Arc::from(wrapped.into_boxed_slice()),
+        fingerprint.finalize(),
+    ))
+}
+
+fn compile_routes(
+    policies: &[(PathBuf, PolicyFile)],
+    (upstreams, invalid_upstreams): &Upstreams,
+    errors: &mut ConfigErrors,
+) -> (Router<Route>, usize) {
+    let mut router = Router::default();
+    let mut names: HashMap<&str, &Path> = HashMap::new();
+    let mut count = 0;
+    for (file, policy) in policies {
+        for (i, spanned) in policy.routes.iter().enumerate() {
+            let spec: &RouteSpec = &spanned.value;
+            let line = Some(spanned.referenced.line());
+            let field = |f: &str| format!("routes[{i}].{f}");
+            if spec.name.is_empty() {
+                errors.push(ConfigError::new(
+                    file,
+                    line,
+                    field("name"),
+                    "must not be empty",
+                ));
+            }
+            if let Some(other) = names.insert(&spec.name, file) {
+                errors.push(ConfigError::new(
+                    file,
+                    line,
+                    field("name"),
+                    format!(
+                        "route name {:?} is already used in {}",
+                        spec.name,
+                        other.display()
+                    ),
+                ));
+            }
+            let methods = match parse_methods(&spec.methods) {
+                Ok(m) => m,
+                Err(msg) => {
+                    errors.push(ConfigError::new(file, line, field("methods"), msg));
+                    continue;
+                }
+            };
+            let Some(upstream) = upstreams.get(&spec.upstream.value) else {
+                if invalid_upstreams.contains(&spec.upstream.value) {
+                    continue;
+                }
+                errors.push(ConfigError::new(
+                    file,
+                    Some(spec.upstream.referenced.line()),
+                    field("upstream"),
+                    format!("no upstream named {:?}", spec.upstream.value),
+                ));
+                continue;
+            };
+            let timeouts = upstream.timeouts.overlay(&spec.timeouts);
+            if let Err(msg) = check_timeouts(&timeouts) {
+                errors.push(ConfigError::new(file, line, field("timeouts"), msg));
+                continue;
+            }
+            if let Err(msg) = check_template(&spec.path) {
+                errors.push(ConfigError::new(file, line, field("path"), msg));
+                continue;
+            }
+            let route = Arc::new(Route {
+                name: spec.name.clone(),
+                upstream: upstream.clone(),
+                timeouts,
+            });
+            match router.insert(&spec.path, &methods, route) {
+                Ok(()) => count += 1,
+                Err(msg) => errors.push(ConfigError::new(file, line, field("path"), msg)),
+            }
+        }
+    }
+    (router, count)
+}
+
+/// A template is matched against canonical paths, so it must itself be
+/// canonical, or the route could never match.
+fn check_template(template: &str) -> Result<(), String> {
+    let literal: String = template
+        .split('/')
+        .map(|seg| {
+            if seg.starts_with('{') && seg.ends_with('}') {
+                "x"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/");
+    match crate::path::normalise(&literal) {
+        Ok(canonical) if canonical == literal => Ok(()),
+        Ok(_) => Err("path template is not in canonical form (no '.', '..', '//' or escapes of unreserved characters)".into()),
+        Err(e) => Err(format!("path template is invalid: {e}")),
+    }
+}
+
+fn parse_methods(methods: &[String]) -> Result<Vec<Method>, String> {
+    if methods.is_empty() {
+        return Err("at least one method is required".into());
+    }
+    methods
+        .iter()
+        .map(|m| {
+            const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+            if KNOWN.contains(&m.as_str()) {
+                Method::from_bytes(m.as_bytes()).map_err(|e| e.to_string())
+            } else {
+                Err(format!(
+                    "unknown method {m:?} (expected one of {})",
+                    KNOWN.join(", ")
+                ))
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,10 @@
+//! Configuration: YAML files are parsed, validated and compiled once into an
+//! immutable [`Plan`]; requests read the current plan, and a reload swaps in
+//! a new one only if it compiles completely.
+
+mod compile;
+mod error;
+pub mod model;
+
+pub use compile::{load, resolve_path, Loaded, Plan, Route, Timeouts, Upstream};
+pub use error::{ConfigError, ConfigErrors};

@@ -1,0 +1,277 @@
+//! The YAML model, as users write it. Field names and defaults here are the
+//! configuration reference in README.md: keep the two in step.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// The gateway file given to `portcullis run --config`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub admin: Admin,
+    pub tls: TlsFiles,
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// Glob patterns of policy files, relative to the gateway file.
+    #[serde(default = "default_policies")]
+    pub policies: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub reload: Reload,
+    #[serde(default)]
+    pub server: ServerSettings,
+}
+
+fn default_policies() -> Vec<Spanned<String>> {
+    vec![Spanned::new(
+        "policies/*.yaml".to_string(),
+        serde_saphyr::Location::UNKNOWN,
+        serde_saphyr::Location::UNKNOWN,
+    )]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// The public HTTPS listener.
+    #[serde(default = "default_https")]
+    pub https: SocketAddr,
+    /// Optional plaintext listener that only redirects (GET/HEAD) or refuses.
+    #[serde(default)]
+    pub plaintext: Option<SocketAddr>,
+    /// Port used in redirects to HTTPS when it differs from `https`'s port
+    /// (for example behind a port-mapping load balancer).
+    #[serde(default)]
+    pub redirect_port: Option<u16>,
+}
+
+fn default_https() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen {
+            https: default_https(),
+            plaintext: None,
+            redirect_port: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Health, readiness and metrics; never on the public listener.
+    #[serde(default = "default_admin")]
+    pub address: SocketAddr,
+}
+
+fn default_admin() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9901))
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            address: default_admin(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first. Relative to the gateway file.
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
+    /// `Strict-Transport-Security` value sent on every response.
+    #[serde(default = "default_hsts")]
+    pub hsts: String,
+}
+
+fn default_hsts() -> String {
+    "max-age=63072000; includeSubDomains".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A client must deliver a request's whole header block within this time.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Idle time allowed between requests on a kept-alive connection.
+    #[serde(default = "default_keepalive", with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    #[serde(default = "default_max_uri_bytes")]
+    pub max_uri_bytes: usize,
+    /// Keep a well-formed incoming `X-Request-Id` instead of generating one.
+    #[serde(default = "default_true")]
+    pub trust_request_id: bool,
+    /// Offer HTTP/2 by ALPN on the HTTPS listener.
+    #[serde(default = "default_true")]
+    pub h2: bool,
+}
+
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_keepalive() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_max_uri_bytes() -> usize {
+    8 * 1024
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_timeout: default_header_timeout(),
+            keepalive_timeout: default_keepalive(),
+            max_header_bytes: default_max_header_bytes(),
+            max_uri_bytes: default_max_uri_bytes(),
+            trust_request_id: true,
+            h2: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reload {
+    /// How often policy and certificate files are checked for changes;
+    /// `0s` turns the watch off (SIGHUP still reloads).
+    #[serde(default = "default_watch", with = "humantime_serde")]
+    pub watch_interval: Duration,
+}
+
+fn default_watch() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Reload {
+            watch_interval: default_watch(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Worker threads per listener; 0 means one per CPU.
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default = "default_pid_file")]
+    pub pid_file: PathBuf,
+    /// Socket used to hand listeners to a new process on `--upgrade`.
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_sock: PathBuf,
+    /// On shutdown, keep accepting this long before draining.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// Longest wait for in-flight requests to finish on shutdown.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+fn default_pid_file() -> PathBuf {
+    PathBuf::from("/tmp/portcullis.pid")
+}
+fn default_upgrade_sock() -> PathBuf {
+    PathBuf::from("/tmp/portcullis_upgrade.sock")
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(0)
+}
+fn default_drain() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            threads: 0,
+            pid_file: default_pid_file(),
+            upgrade_sock: default_upgrade_sock(),
+            grace_period: default_grace(),
+            drain_timeout: default_drain(),
+        }
+    }
+}
+
+/// One policy file: upstreams and the routes that reach them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamSpec>>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RouteSpec>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// `http://host:port` or `https://host:port`; no path.
+    pub url: String,
+    /// PEM file of CA certificates trusted for this `https` upstream instead
+    /// of the system roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// TLS server name to send and verify; defaults to the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Send the client's `Host` header instead of the upstream's authority.
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default)]
+    pub timeouts: TimeoutSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSpec {
+    /// TCP connect plus TLS handshake.
+    #[serde(default, with = "humantime_serde::option")]
+    pub connect: Option<Duration>,
+    /// Longest wait for any read from the upstream (response header or a body chunk).
+    #[serde(default, with = "humantime_serde::option")]
+    pub read: Option<Duration>,
+    /// Longest wait for any write to the upstream.
+    #[serde(default, with = "humantime_serde::option")]
+    pub write: Option<Duration>,
+    /// Whole upstream exchange, from connect to the last response byte.
+    #[serde(default, with = "humantime_serde::option")]
+    pub total: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Stable name used in metrics and logs.
+    pub name: String,
+    pub methods: Vec<String>,
+    /// Path template, e.g. `/partners/{partner}/orders/{id}`.
+    pub path: String,
+    pub upstream: Spanned<String>,
+    #[serde(default)]
+    pub timeouts: TimeoutSpec,
+}

@@ -1,0 +1,257 @@
+//! Slow-header protection. pingora only times out each individual read, so
+//! a client trickling one byte at a time could hold a connection forever.
+//! Here the whole header block of each request must arrive within one
+//! deadline: the transport is wrapped, the deadline runs from the
+//! connection's start (first request) or the request's first byte (later
+//! requests on a kept-alive connection), and the proxy disarms it once
+//! pingora has parsed the header.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::raw_connect::ProxyDigest;
+use pingora::protocols::tls::{SslDigest, TlsRef};
+use pingora::protocols::Stream;
+use pingora::protocols::{GetProxyDigest, GetSocketDigest, GetTimingDigest, TimingDigest};
+use pingora::protocols::{Peek, Shutdown, SocketDigest, Ssl, UniqueID, UniqueIDType, ALPN};
+use pingora::server::ShutdownWatch;
+use prometheus::IntCounter;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+const WAITING_FOR_REQUEST: u8 = 0;
+const READING_HEADER: u8 = 1;
+const HEADER_DONE: u8 = 2;
+const TIMED_OUT: u8 = 3;
+
+pub struct DeadlineStream {
+    inner: Stream,
+    on_timeout: IntCounter,
+    phase: AtomicU8,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl std::fmt::Debug for DeadlineStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlineStream")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl DeadlineStream {
+    /// Wraps a fresh connection; its first header is due within `timeout`.
+    pub fn new(inner: Stream, timeout: Duration, on_timeout: IntCounter) -> Self {
+        DeadlineStream {
+            inner,
+            on_timeout,
+            phase: AtomicU8::new(READING_HEADER),
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    /// The current request's header has been parsed: stop the clock.
+    pub fn header_complete(&self) {
+        self.move_to(HEADER_DONE);
+    }
+
+    /// The response is done: the next request's header will start the clock
+    /// with its first byte (idle time is the keep-alive timeout's business).
+    pub fn await_next_request(&self) {
+        self.move_to(WAITING_FOR_REQUEST);
+    }
+
+    /// A connection that timed out stays timed out.
+    fn move_to(&self, phase: u8) {
+        let _ = self
+            .phase
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                (p != TIMED_OUT).then_some(phase)
+            });
+    }
+
+    /// Finds the wrapper behind a pingora stream, if the connection has one.
+    pub fn of(stream: &Stream) -> Option<&DeadlineStream> {
+        stream.as_any().downcast_ref::<DeadlineStream>()
+    }
+}
+
+impl AsyncRead for DeadlineStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let mut phase = self.phase.load(Ordering::Acquire);
+        if phase == READING_HEADER && self.deadline.as_mut().poll(cx).is_ready() {
+            self.phase.store(TIMED_OUT, Ordering::Release);
+            self.on_timeout.inc();
+            phase = TIMED_OUT;
+        }
+        if phase == TIMED_OUT {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request header not received in time",
+            )));
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if phase == WAITING_FOR_REQUEST
+            && matches!(result, Poll::Ready(Ok(())))
+            && buf.filled().len() > before
+        {
+            let at = Instant::now() + self.timeout;
+            self.deadline.as_mut().reset(at);
+            // Only start the clock if nobody marked the header done meanwhile.
+            let _ = self.phase.compare_exchange(
+                WAITING_FOR_REQUEST,
+                READING_HEADER,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            // Register the new deadline with this task's waker.
+            let _ = self.deadline.as_mut().poll(cx);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for DeadlineStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for DeadlineStream {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for DeadlineStream {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for DeadlineStream {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for DeadlineStream {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for DeadlineStream {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for DeadlineStream {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for DeadlineStream {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+/// A [`ServerApp`] that puts every HTTP/1 connection under a header deadline
+/// before handing it to the wrapped app. HTTP/2 connections are left alone:
+/// their framing and pingora's h2 settings bound header delivery instead.
+pub struct HeaderDeadlineApp<A> {
+    inner: Arc<A>,
+    timeout: Duration,
+    on_timeout: IntCounter,
+}
+
+impl<A> HeaderDeadlineApp<A> {
+    pub fn new(inner: A, timeout: Duration, on_timeout: IntCounter) -> Self {
+        HeaderDeadlineApp {
+            inner: Arc::new(inner),
+            timeout,
+            on_timeout,
+        }
+    }
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            stream
+        } else {
+            Box::new(DeadlineStream::new(
+                stream,
+                self.timeout,
+                self.on_timeout.clone(),
+            ))
+        };
+        self.inner.process_new(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.inner.cleanup().await
+    }
+}

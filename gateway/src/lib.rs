@@ -1,0 +1,22 @@
+//! Portcullis: a security gateway for partner APIs, built on pingora.
+//!
+//! Requests walk through a corridor of stages (see `DESIGN.md`); each stage is
+//! plain Rust over a request view and knows nothing of pingora. `proxy.rs` is
+//! the only place that wires stages to pingora's phases.
+
+pub mod admin;
+pub mod certgen;
+pub mod config;
+pub mod demo;
+pub mod header_deadline;
+pub mod metrics;
+pub mod path;
+pub mod plaintext;
+pub mod problem;
+pub mod protocol;
+pub mod proxy;
+pub mod reload;
+pub mod request_id;
+pub mod router;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,400 @@
+//! The pingora `ProxyHttp` implementation. Wiring only: each phase calls a
+//! stage (plain Rust in its own module) and turns its verdict into pingora
+//! actions. No policy decisions are made here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use pingora::http::ResponseHeader;
+use pingora::prelude::HttpPeer;
+use pingora::protocols::ALPN;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::{Error, ErrorSource, ErrorType};
+
+use crate::config::{Plan, Route};
+use crate::header_deadline::DeadlineStream;
+use crate::metrics::NO_ROUTE;
+use crate::problem::{self, Reject};
+use crate::reload::Live;
+use crate::router::Miss;
+use crate::{path, protocol, request_id};
+
+const HSTS: &str = "strict-transport-security";
+
+pub struct Gateway {
+    live: Arc<Live>,
+}
+
+impl Gateway {
+    pub fn new(live: Arc<Live>) -> Self {
+        Gateway { live }
+    }
+}
+
+/// Per-request facts gathered by the stages.
+pub struct RequestCtx {
+    started: Instant,
+    request_id: String,
+    plan: Option<Arc<Plan>>,
+    route: Option<Arc<Route>>,
+    /// Stable outcome code for metrics and logs: `proxied` or a reject code.
+    outcome: &'static str,
+    upstream_sent: Option<Instant>,
+    upstream_deadline: Option<Instant>,
+}
+
+/// A request the admission stages let through.
+struct Admitted {
+    route: Arc<Route>,
+    /// The request target to send upstream (canonical path, original
+    /// query) when it differs from what the client sent.
+    new_target: Option<String>,
+}
+
+/// A refusal, with the `Allow` header value for 405s.
+type Refusal = (Reject, Option<String>);
+
+/// The admission stages, in order.
+fn admit(session: &Session, plan: &Plan) -> Result<Admitted, Refusal> {
+    let req = session.req_header();
+    let header_bytes = match session.as_http1() {
+        Some(h1) => {
+            let raw = h1.get_headers_raw_bytes();
+            protocol::check_h1_framing(&raw).map_err(|r| (r, None))?;
+            raw.len()
+        }
+        None => protocol::h2_header_list_size(
+            req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+        ),
+    };
+    let target_len = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    protocol::check_sizes(target_len, header_bytes, &plan.limits).map_err(|r| (r, None))?;
+
+    let raw_path = req.uri.path();
+    let canonical = path::normalise(raw_path).map_err(|e| {
+        let reject = match e {
+            path::PathError::Malformed => problem::BAD_PATH,
+            path::PathError::Ambiguous => problem::AMBIGUOUS_PATH,
+        };
+        (reject, None)
+    })?;
+    let matched = plan
+        .router
+        .lookup(&req.method, &canonical)
+        .map_err(|miss| match miss {
+            Miss::NoPath => (problem::ROUTE_NOT_FOUND, None),
+            Miss::Method(allowed) => {
+                let allow: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+                (problem::METHOD_NOT_ALLOWED, Some(allow.join(", ")))
+            }
+        })?;
+    let new_target = if canonical != raw_path || req.uri.authority().is_some() {
+        Some(match req.uri.query() {
+            Some(q) => format!("{canonical}?{q}"),
+            None => canonical,
+        })
+    } else {
+        None
+    };
+    Ok(Admitted {
+        route: matched.route.clone(),
+        new_target,
+    })
+}
+
+/// Writes a problem+json response. The connection is closed after a
+/// framing or protocol error, since its byte stream can no longer be trusted.
+async fn respond_problem(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    reject: Reject,
+    allow: Option<String>,
+) -> pingora::Result<()> {
+    ctx.outcome = reject.code;
+    let body = Bytes::from(problem::render(&reject, &ctx.request_id, None));
+    let mut resp = ResponseHeader::build(reject.status, Some(8))?;
+    resp.insert_header(CONTENT_TYPE, problem::CONTENT_TYPE)?;
+    resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header("x-content-type-options", "nosniff")?;
+    if let Some(allow) = allow {
+        resp.insert_header("allow", allow)?;
+    }
+    decorate(&mut resp, ctx)?;
+    if reject.status == 400 || reject.status == 431 || reject.status == 414 {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// Headers every response carries, whoever generated it.
+fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+    resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+    let hsts = ctx
+        .plan
+        .as_ref()
+        .map(|p| p.hsts.clone())
+        .unwrap_or_else(|| HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    resp.insert_header(HSTS, hsts)?;
+    Ok(())
+}
+
+fn reject_for_error(e: &Error) -> Option<Reject> {
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            if *e.esource() == ErrorSource::Downstream {
+                None
+            } else {
+                Some(problem::UPSTREAM_TIMEOUT)
+            }
+        }
+        ErrorType::HTTPStatus(504) => Some(problem::UPSTREAM_TIMEOUT),
+        _ => match e.esource() {
+            ErrorSource::Upstream => match e.etype() {
+                ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError
+                | ErrorType::TLSHandshakeFailure
+                | ErrorType::TLSHandshakeTimedout
+                | ErrorType::InvalidCert
+                | ErrorType::HandshakeError
+                | ErrorType::SocketError
+                | ErrorType::BindError
+                | ErrorType::ConnectProxyFailure => Some(problem::UPSTREAM_UNAVAILABLE),
+                _ => Some(problem::UPSTREAM_ERROR),
+            },
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => None,
+                _ => Some(problem::CLIENT_ERROR),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some(problem::INTERNAL_ERROR),
+        },
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            request_id: String::new(),
+            plan: None,
+            route: None,
+            outcome: "pending",
+            upstream_sent: None,
+            upstream_deadline: None,
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(guard) = session.stream().and_then(DeadlineStream::of) {
+            guard.header_complete();
+        }
+        Ok(())
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let plan = self.live.plan();
+        let incoming_id = session
+            .req_header()
+            .headers
+            .get(request_id::HEADER)
+            .map(|v| v.as_bytes());
+        ctx.request_id = request_id::choose(incoming_id, plan.trust_request_id);
+        ctx.plan = Some(plan.clone());
+        session.set_keepalive(Some(plan.keepalive_secs));
+
+        match admit(session, &plan) {
+            Ok(Admitted { route, new_target }) => {
+                let req = session.req_header_mut();
+                if let Some(target) = new_target {
+                    match target.parse::<http::Uri>() {
+                        Ok(uri) => req.set_uri(uri),
+                        Err(_) => {
+                            respond_problem(session, ctx, problem::BAD_PATH, None).await?;
+                            return Ok(true);
+                        }
+                    }
+                }
+                req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+                ctx.route = Some(route);
+                Ok(false)
+            }
+            Err((reject, allow)) => {
+                respond_problem(session, ctx, reject, allow).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.as_ref() else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "no route selected",
+            ));
+        };
+        let upstream = &route.upstream;
+        let t = route.timeouts;
+        let mut peer = HttpPeer::new(upstream.socket, upstream.tls, upstream.server_name.clone());
+        peer.options.connection_timeout = Some(t.connect);
+        peer.options.total_connection_timeout = Some(t.connect);
+        peer.options.read_timeout = Some(t.read.min(t.total));
+        peer.options.write_timeout = Some(t.write.min(t.total));
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer.options.alpn = ALPN::H1;
+        peer.group_key = upstream.pool_key;
+        if let Some(ca) = &upstream.ca {
+            peer.options.ca = Some(ca.clone());
+        }
+        let now = Instant::now();
+        ctx.upstream_deadline = Some(now + t.total);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let Some(route) = ctx.route.as_ref() {
+            if !route.upstream.preserve_host {
+                upstream_request.insert_header(HOST, route.upstream.authority.as_str())?;
+            } else if session.is_http2() {
+                // HTTP/2 carries the host as :authority; HTTP/1 upstreams need Host.
+                if let Some(authority) = session.req_header().uri.authority() {
+                    upstream_request.insert_header(HOST, authority.as_str())?;
+                }
+            }
+        }
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let (Some(sent), Some(route)) = (ctx.upstream_sent, ctx.route.as_ref()) {
+            self.live
+                .metrics
+                .upstream_duration
+                .with_label_values(&[route.name.as_str()])
+                .observe(sent.elapsed().as_secs_f64());
+        }
+        ctx.outcome = "proxied";
+        decorate(upstream_response, ctx)
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<Duration>> {
+        // Enforce the route's total upstream deadline on streamed bodies;
+        // each individual wait is already capped by the read timeout.
+        if !end_of_stream && ctx.upstream_deadline.is_some_and(|d| Instant::now() > d) {
+            ctx.outcome = problem::UPSTREAM_TIMEOUT.code;
+            return Err(Error::explain(
+                ErrorType::ReadTimedout,
+                "route total timeout exceeded",
+            ));
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let reject = reject_for_error(e);
+        let Some(reject) = reject else {
+            ctx.outcome = "client_gone";
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        if ctx.request_id.is_empty() {
+            ctx.request_id = request_id::generate();
+        }
+        if session.response_written().is_some() {
+            // Headers are already out: all we can do is cut the response.
+            ctx.outcome = reject.code;
+            return FailToProxy {
+                error_code: reject.status,
+                can_reuse_downstream: false,
+            };
+        }
+        session.set_keepalive(None);
+        if let Err(write_err) = respond_problem(session, ctx, reject, None).await {
+            tracing::debug!(error = %write_err, "could not send error response");
+        }
+        FailToProxy {
+            error_code: reject.status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str());
+        let elapsed = ctx.started.elapsed();
+        let metrics = &self.live.metrics;
+        let status_label = status.to_string();
+        metrics
+            .requests
+            .with_label_values(&[route, status_label.as_str(), ctx.outcome])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        // The query string is never logged: partners put secrets in it.
+        tracing::info!(
+            target: "portcullis::access",
+            request_id = %ctx.request_id,
+            method = %session.req_header().method,
+            path = %session.req_header().uri.path(),
+            route,
+            status,
+            outcome = ctx.outcome,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            error = e.map(|e| e.etype().as_str()),
+        );
+        if let Some(guard) = session.stream().and_then(DeadlineStream::of) {
+            guard.await_next_request();
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // Our access log records every failure with its outcome code.
+        true
+    }
+}

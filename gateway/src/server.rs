@@ -1,0 +1,129 @@
+//! Assembles the pingora server: the HTTPS proxy under a header deadline,
+//! the admin listener, the optional plaintext listener and the reloader.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::Arc;
+
+use pingora::listeners::tls::TlsSettings;
+use pingora::protocols::ALPN;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::config;
+use crate::header_deadline::HeaderDeadlineApp;
+use crate::metrics::Metrics;
+use crate::plaintext::RedirectApp;
+use crate::proxy::Gateway;
+use crate::reload::{Live, Reloader};
+use crate::tls;
+
+/// Everything `check` validates: the configuration and the certificate.
+pub fn check(config_path: &Path) -> Result<config::Loaded, Vec<String>> {
+    let loaded = config::load(config_path)
+        .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let files = &loaded.settings.tls;
+    if let Err(e) = tls::load_cert(&files.certificate, &files.private_key) {
+        return Err(vec![format!("{}: tls: {e}", config_path.display())]);
+    }
+    Ok(loaded)
+}
+
+/// A clear error now beats a pingora panic once the listener starts.
+fn ensure_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
+}
+
+/// Starts serving; returns only on a startup error.
+pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
+    tls::install_crypto_policy();
+    let loaded = config::load(config_path).map_err(|e| e.to_string())?;
+    let files = &loaded.settings.tls;
+    let cert =
+        tls::load_cert(&files.certificate, &files.private_key).map_err(|e| format!("tls: {e}"))?;
+    let settings = loaded.settings.clone();
+    if !upgrade {
+        ensure_bindable("listen.https", settings.listen.https)?;
+        ensure_bindable("admin.address", settings.admin.address)?;
+        if let Some(addr) = settings.listen.plaintext {
+            ensure_bindable("listen.plaintext", addr)?;
+        }
+    }
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+    let live = Arc::new(Live::new(config_path, loaded, cert, metrics.clone()));
+
+    let threads = match settings.server.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let conf = ServerConf {
+        threads,
+        pid_file: settings.server.pid_file.display().to_string(),
+        upgrade_sock: settings.server.upgrade_sock.display().to_string(),
+        grace_period_seconds: Some(settings.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(settings.server.drain_timeout.as_secs()),
+        ..ServerConf::default()
+    };
+    let opt = Opt {
+        upgrade,
+        daemon: false,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let proxy = pingora::proxy::http_proxy(&server.configuration, Gateway::new(live.clone()));
+    let guarded = HeaderDeadlineApp::new(
+        proxy,
+        settings.http.header_timeout,
+        metrics.header_timeouts.clone(),
+    );
+    let mut https = Service::new("portcullis https".to_string(), guarded);
+    let mut tls_settings =
+        TlsSettings::intermediate("", "").map_err(|e| format!("tls settings: {e}"))?;
+    tls_settings.set_cert_resolver(live.cert_resolver());
+    if settings.http.h2 {
+        tls_settings.enable_h2();
+    } else {
+        tls_settings.set_alpn(ALPN::H1);
+    }
+    https.add_tls_with_settings(&settings.listen.https.to_string(), None, tls_settings);
+    server.add_service(https);
+
+    let mut admin = Service::new("portcullis admin".to_string(), AdminApp::new(live.clone()));
+    admin.add_tcp(&settings.admin.address.to_string());
+    server.add_service(admin);
+
+    if let Some(addr) = settings.listen.plaintext {
+        let port = settings
+            .listen
+            .redirect_port
+            .unwrap_or(settings.listen.https.port());
+        let mut plain = Service::new(
+            "portcullis plaintext redirect".to_string(),
+            RedirectApp::new(port, settings.http.header_timeout),
+        );
+        plain.add_tcp(&addr.to_string());
+        server.add_service(plain);
+    }
+
+    server.add_service(background_service(
+        "portcullis reloader",
+        Reloader::new(live, settings.reload.watch_interval),
+    ));
+
+    tracing::info!(
+        https = %settings.listen.https,
+        admin = %settings.admin.address,
+        plaintext = ?settings.listen.plaintext,
+        "portcullis starting"
+    );
+    server.run_forever()
+}

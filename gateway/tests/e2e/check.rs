@@ -1,0 +1,134 @@
+//! `portcullis check`: validates everything without starting anything.
+
+use std::path::Path;
+
+use crate::common::*;
+
+fn write_gateway(dir: &Path, policies_glob: &str) {
+    let pki = Pki::new();
+    pki.write_leaf(&dir.join("cert.pem"), &dir.join("key.pem"));
+    std::fs::write(
+        dir.join("portcullis.yaml"),
+        format!("tls:\n  certificate: cert.pem\n  private_key: key.pem\npolicies:\n  - \"{policies_glob}\"\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_shipped_policies_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/*.yaml");
+    write_gateway(dir.path(), shipped.to_str().unwrap());
+    let (code, out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn every_problem_is_reported_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    std::fs::write(
+        dir.path().join("policies/a.yaml"),
+        "upstreams:\n  orders:\n    url: ftp://example.com\n\
+         routes:\n\
+         \x20 - name: one\n    methods: [GET]\n    path: /one\n    upstream: missing\n\
+         \x20 - name: two\n    methods: [FETCH]\n    path: /two\n    upstream: orders\n\
+         \x20 - name: one\n    methods: [GET]\n    path: /three/../four\n    upstream: orders\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policies/b.yaml"),
+        "routes:\n  - name: [unclosed\n",
+    )
+    .unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    let a = "policies/a.yaml";
+    let b = "policies/b.yaml";
+    for expected in [
+        format!("{a}:3: upstreams.orders.url: scheme must be http or https"),
+        format!("{a}:8: routes[0].upstream: no upstream named \"missing\""),
+        format!("{a}:9: routes[1].methods: unknown method \"FETCH\""),
+        format!("{a}:13: routes[2].name: route name \"one\" is already used"),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("{b}:2: yaml: "))),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        err.lines().count(),
+        6,
+        "one line per problem, no cascades, and a total:\n{err}"
+    );
+}
+
+#[test]
+fn bad_certificates_are_clear_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/*.yaml");
+    write_gateway(p, shipped.to_str().unwrap());
+
+    std::fs::write(p.join("cert.pem"), "garbage").unwrap();
+    let (code, _, err) = run_cli(&["check", "--config", "portcullis.yaml"], p);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cert.pem") && err.contains("no certificate found"),
+        "{err}"
+    );
+
+    // A key that belongs to another certificate.
+    let pki = Pki::new();
+    pki.write_leaf(&p.join("cert.pem"), &p.join("other-key.pem"));
+    let (code, _, err) = run_cli(&["check", "--config", "portcullis.yaml"], p);
+    assert_eq!(code, 1);
+    assert!(err.contains("do not form a usable pair"), "{err}");
+
+    // `run` refuses the same way, before binding anything.
+    let (code, _, err) = run_cli(&["run", "--config", "portcullis.yaml"], p);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("do not form a usable pair") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    std::fs::remove_file(p.join("key.pem")).unwrap();
+    let (code, _, err) = run_cli(&["run", "--config", "portcullis.yaml"], p);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read") && err.contains("key.pem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_fields_and_bad_values_in_the_gateway_file_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("portcullis.yaml"),
+        "tls:\n  certificate: cert.pem\n  private_key: key.pem\nlisten:\n  https: \"not-an-address\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["check", "--config", "portcullis.yaml"], p);
+    assert_eq!(code, 1);
+    assert!(err.contains("portcullis.yaml:5: yaml:"), "{err}");
+
+    std::fs::write(
+        p.join("portcullis.yaml"),
+        "tls:\n  certificate: c\n  private_key: k\n  cipher: weak\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["check", "--config", "portcullis.yaml"], p);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("portcullis.yaml:4") && err.contains("cipher"),
+        "{err}"
+    );
+}

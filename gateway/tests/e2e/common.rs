@@ -1,0 +1,507 @@
+//! The test harness: real processes and sockets, cleaned up on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portcullis::certgen::Ca;
+use portcullis_example_upstream::Recorder;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const HOST: &str = "gateway.test";
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`.
+/// Used to wait for observable state (a port answering, a reload counted),
+/// never as a fixed sleep.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A private CA plus the files of one server certificate for the gateway.
+pub struct Pki {
+    pub ca: Ca,
+    pub ca_pem: String,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let ca = Ca::new("Portcullis test CA").expect("CA");
+        let ca_pem = ca.cert_pem();
+        Pki { ca, ca_pem }
+    }
+
+    /// Writes a fresh leaf certificate for the test names into `dir`.
+    pub fn write_leaf(&self, cert: &Path, key: &Path) {
+        let leaf = self
+            .ca
+            .issue(&[HOST, "localhost", "127.0.0.1"])
+            .expect("leaf");
+        // Write to temporary names first: a reload must never see half a pair.
+        let tmp_cert = cert.with_extension("new");
+        let tmp_key = key.with_extension("newkey");
+        std::fs::write(&tmp_cert, leaf.cert_pem).unwrap();
+        std::fs::write(&tmp_key, leaf.key_pem).unwrap();
+        std::fs::rename(&tmp_key, key).unwrap();
+        std::fs::rename(&tmp_cert, cert).unwrap();
+    }
+
+    pub fn roots(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(self.ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        roots
+    }
+}
+
+use rustls::pki_types::pem::PemObject;
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub recorder: Recorder,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let (addr, recorder, handle) =
+            portcullis_example_upstream::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+                .await
+                .expect("example upstream");
+        Upstream {
+            addr,
+            recorder,
+            handle,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.handle.abort();
+    }
+}
+
+/// What a test wants in its gateway configuration.
+#[derive(Clone)]
+pub struct GatewayConfig {
+    /// Extra YAML appended to the `http:` section.
+    pub http: String,
+    /// Policy file contents, keyed by file name under `policies/`.
+    pub policies: Vec<(String, String)>,
+    pub plaintext: bool,
+    pub watch_interval: String,
+}
+
+impl GatewayConfig {
+    /// One upstream `orders` and the example routes.
+    pub fn orders(upstream: &str) -> GatewayConfig {
+        GatewayConfig {
+            http: String::new(),
+            policies: vec![("orders.yaml".into(), orders_policy(upstream, ""))],
+            plaintext: false,
+            watch_interval: "0s".into(),
+        }
+    }
+}
+
+pub fn orders_policy(upstream: &str, extra_routes: &str) -> String {
+    format!(
+        "upstreams:\n  orders:\n    url: {upstream}\n    timeouts:\n      connect: 1s\n      read: 5s\n\
+         routes:\n\
+         \x20 - name: list-orders\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n\
+         \x20 - name: create-order\n    methods: [POST]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n\
+         \x20 - name: get-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}\n    upstream: orders\n\
+         \x20 - name: echo\n    methods: [GET, POST, PUT, DELETE]\n    path: /echo/{{*rest}}\n    upstream: orders\n\
+         {extra_routes}"
+    )
+}
+
+pub struct Gateway {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    pub plaintext: Option<SocketAddr>,
+    pub pki: Arc<Pki>,
+    log: Arc<Mutex<String>>,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+impl Gateway {
+    pub async fn start(config: GatewayConfig) -> Gateway {
+        let pki = Arc::new(Pki::new());
+        let mut last_log = String::new();
+        // Ports are picked free and then bound by the child: another test
+        // can race us to one, so a failed bind is retried with new ports.
+        for _ in 0..5 {
+            match Gateway::try_start(&config, pki.clone()).await {
+                Ok(gw) => return gw,
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("gateway did not start:\n{last_log}");
+    }
+
+    async fn try_start(config: &GatewayConfig, pki: Arc<Pki>) -> Result<Gateway, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("policies")).unwrap();
+        pki.write_leaf(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
+        let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let plaintext = config
+            .plaintext
+            .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let plaintext_yaml = plaintext
+            .map(|a| format!("  plaintext: \"{a}\"\n"))
+            .unwrap_or_default();
+        let yaml = format!(
+            "listen:\n  https: \"{https}\"\n{plaintext_yaml}\
+             admin:\n  address: \"{admin}\"\n\
+             tls:\n  certificate: cert.pem\n  private_key: key.pem\n\
+             http:\n  keepalive_timeout: 60s\n{http}\
+             policies:\n  - policies/*.yaml\n\
+             reload:\n  watch_interval: {watch}\n\
+             server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n",
+            http = config.http,
+            watch = config.watch_interval,
+        );
+        std::fs::write(dir.path().join("portcullis.yaml"), yaml).unwrap();
+        for (name, body) in &config.policies {
+            std::fs::write(dir.path().join("policies").join(name), body).unwrap();
+        }
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(dir.path().join("portcullis.yaml"))
+            .current_dir(dir.path())
+            .env("PORTCULLIS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portcullis");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut gw = Gateway {
+            child,
+            dir,
+            https,
+            admin,
+            plaintext,
+            pki,
+            log,
+        };
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = gw.child.try_wait() {
+                return Err(format!("exited with {status}:\n{}", gw.logs()));
+            }
+            if admin_get(gw.admin, "/readyz")
+                .await
+                .is_some_and(|(s, _)| s == 200)
+                && TcpStream::connect(gw.https).await.is_ok()
+            {
+                return Ok(gw);
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err(format!("not ready after 30s:\n{}", gw.logs()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://{HOST}:{}{path}", self.https.port())
+    }
+
+    /// An HTTP/1.1-only client that trusts the test CA.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_builder().http1_only().build().unwrap()
+    }
+
+    /// A client that speaks HTTP/2 (negotiated by ALPN).
+    pub fn h2_client(&self) -> reqwest::Client {
+        self.client_builder()
+            .http2_prior_knowledge()
+            .build()
+            .unwrap()
+    }
+
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap(),
+            )
+            .resolve(HOST, self.https)
+            .timeout(Duration::from_secs(20))
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn metrics(&self) -> String {
+        admin_get(self.admin, "/metrics")
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// The value of one metric sample, e.g. `portcullis_config_reloads_total{result="ok"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.metrics().await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    /// A TLS connection to the gateway for hand-written HTTP/1 bytes.
+    pub async fn raw_tls(&self) -> tokio_rustls::client::TlsStream<TcpStream> {
+        raw_tls_to(self.https, self.pki.roots(), vec![b"http/1.1".to_vec()]).await
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client_config(roots: rustls::RootCertStore, alpn: Vec<Vec<u8>>) -> rustls::ClientConfig {
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = alpn;
+    config
+}
+
+pub async fn raw_tls_to(
+    addr: SocketAddr,
+    roots: rustls::RootCertStore,
+    alpn: Vec<Vec<u8>>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(roots, alpn)));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    connector
+        .connect(ServerName::try_from(HOST).unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// A parsed HTTP/1 response.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// Reads one HTTP/1 response (Content-Length or close-delimited body).
+/// Returns `None` if the connection closed before a status line.
+pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Option<RawResponse> {
+    let mut buf = Vec::new();
+    let header_end = loop {
+        if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut chunk))
+            .await
+            .expect("response timed out")
+            .unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let status: u16 = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = buf[header_end..].to_vec();
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    match length {
+        Some(len) => {
+            while body.len() < len {
+                let mut chunk = [0u8; 8192];
+                let n = stream.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+            body.truncate(len);
+        }
+        None => {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut body)).await;
+        }
+    }
+    Some(RawResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Sends raw bytes on a fresh TLS connection and reads one response.
+pub async fn raw_request(gw: &Gateway, bytes: &[u8]) -> Option<RawResponse> {
+    let mut s = gw.raw_tls().await;
+    s.write_all(bytes).await.unwrap();
+    s.flush().await.unwrap();
+    read_response(&mut s).await
+}
+
+/// True once the peer has closed the connection (EOF or reset).
+pub async fn closed_by_peer<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    limit: Duration,
+) -> bool {
+    let mut buf = [0u8; 1024];
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+/// A plain HTTP GET to the admin listener: (status, body).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let resp = read_response(&mut s).await?;
+    Some((resp.status, String::from_utf8_lossy(&resp.body).to_string()))
+}
+
+/// Asserts a gateway-generated problem response.
+pub fn assert_problem(resp: &RawResponse, status: u16, code: &str) {
+    assert_eq!(
+        resp.status,
+        status,
+        "status; body: {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/problem+json")
+    );
+    let v = resp.json();
+    assert_eq!(v["code"], code, "problem code in {v}");
+    assert_eq!(v["status"], status);
+    let request_id = v["request_id"].as_str().expect("request_id");
+    assert_eq!(resp.header("x-request-id"), Some(request_id));
+    assert!(
+        resp.header("strict-transport-security").is_some(),
+        "HSTS on a problem response"
+    );
+}
+
+pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}

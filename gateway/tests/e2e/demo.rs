@@ -1,0 +1,87 @@
+//! The quickstart: `portcullis demo` on a machine with nothing prepared.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_generates_everything_and_serves_through_the_example_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo-data");
+    let https = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let mut child = Command::new(binary())
+        .args(["demo", "--dir"])
+        .arg(&data)
+        .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(&mut child);
+    eventually(
+        "the demo gateway to be ready",
+        Duration::from_secs(30),
+        || async { admin_get(admin, "/readyz").await.filter(|(s, _)| *s == 200) },
+    )
+    .await;
+
+    for file in [
+        "ca.pem",
+        "gateway.pem",
+        "gateway.key",
+        "pepper",
+        "portcullis.yaml",
+        "policies/orders.yaml",
+    ] {
+        assert!(data.join(file).exists(), "{file} generated");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for secret in ["gateway.key", "pepper"] {
+        let mode = std::fs::metadata(data.join(secret))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{secret} is private");
+    }
+    let (code, _, err) = run_cli(
+        &[
+            "check",
+            "--config",
+            data.join("portcullis.yaml").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{err}");
+
+    let ca = std::fs::read(data.join("ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", https.port());
+    let resp = client
+        .get(format!("{base}/partners/acme/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["partner"], "acme");
+    let resp = client.get(format!("{base}/admin")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    drop(guard);
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests: each test starts its own example upstream, gateway
+//! process (fresh certificate) and, when needed, other real peers, on
+//! ephemeral loopback ports, and talks to them over real TLS.
+
+mod admin;
+mod check;
+mod common;
+mod demo;
+mod protocol;
+mod reload;
+mod routing;
+mod transport;
