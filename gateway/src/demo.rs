@@ -142,7 +142,7 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr) {
          \n\n  # refused by the gateway, never reaching the upstream (problem+json with a stable code)\
          \n  {c} -i {base}/admin                              # 404 route_not_found\
          \n  {c} -i -X DELETE {base}/partners/acme/orders      # 405 method_not_allowed\
-         \n  {c} -i --path-as-is {base}/partners/acme/../../etc/passwd   # 400 ambiguous_path\
+         \n  {c} -i --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
          \n  {c} -i {base}/partners/acme%2fglobex/orders       # 400 ambiguous_path\
          \n  curl -sS -i --tlsv1.1 --tls-max 1.1 --cacert {ca} {base}/   # refused: TLS 1.2+ only\
          \n  curl -sS http://{admin}/metrics | grep portcullis_requests_total\

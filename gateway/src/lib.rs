@@ -7,8 +7,8 @@
 pub mod admin;
 pub mod certgen;
 pub mod config;
+pub mod conn_guard;
 pub mod demo;
-pub mod header_deadline;
 pub mod metrics;
 pub mod path;
 pub mod plaintext;

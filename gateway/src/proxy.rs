@@ -15,7 +15,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::{Plan, Route};
-use crate::header_deadline::DeadlineStream;
+use crate::conn_guard::GuardedStream;
 use crate::metrics::NO_ROUTE;
 use crate::problem::{self, Reject};
 use crate::reload::Live;
@@ -144,6 +144,24 @@ fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> 
     Ok(())
 }
 
+/// The raw HTTP/1 response that replaces pingora's own answer when its
+/// parser refuses a request (see `conn_guard`).
+pub fn parser_refusal(plan: &Plan) -> Vec<u8> {
+    let request_id = request_id::generate();
+    let body = problem::render(&problem::BAD_REQUEST, &request_id, None);
+    let mut out = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\n\
+         x-content-type-options: nosniff\r\nx-request-id: {request_id}\r\n{HSTS}: ",
+        problem::CONTENT_TYPE,
+        body.len(),
+    )
+    .into_bytes();
+    out.extend_from_slice(plan.hsts.as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
+    out.extend_from_slice(&body);
+    out
+}
+
 fn reject_for_error(e: &Error) -> Option<Reject> {
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
@@ -198,7 +216,7 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         _ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(guard) = session.stream().and_then(DeadlineStream::of) {
+        if let Some(guard) = session.stream().and_then(GuardedStream::of) {
             guard.header_complete();
         }
         Ok(())
@@ -388,7 +406,7 @@ impl ProxyHttp for Gateway {
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()),
         );
-        if let Some(guard) = session.stream().and_then(DeadlineStream::of) {
+        if let Some(guard) = session.stream().and_then(GuardedStream::of) {
             guard.await_next_request();
         }
     }

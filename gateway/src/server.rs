@@ -5,6 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
+use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::ALPN;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -14,7 +15,7 @@ use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::config;
-use crate::header_deadline::HeaderDeadlineApp;
+use crate::conn_guard::ConnGuardApp;
 use crate::metrics::Metrics;
 use crate::plaintext::RedirectApp;
 use crate::proxy::Gateway;
@@ -79,11 +80,20 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let proxy = pingora::proxy::http_proxy(&server.configuration, Gateway::new(live.clone()));
-    let guarded = HeaderDeadlineApp::new(
+    let mut proxy = pingora::proxy::http_proxy(&server.configuration, Gateway::new(live.clone()));
+    // An HTTP/2 connection with no open stream is closed like an idle
+    // kept-alive HTTP/1 connection.
+    let mut options = HttpServerOptions::default();
+    options.h2_idle_timeout = Some(settings.http.keepalive_timeout);
+    proxy.server_options = Some(options);
+    let refusal_live = live.clone();
+    let refusal: crate::conn_guard::RefusalFactory =
+        Arc::new(move || crate::proxy::parser_refusal(&refusal_live.plan()));
+    let guarded = ConnGuardApp::new(
         proxy,
         settings.http.header_timeout,
         metrics.header_timeouts.clone(),
+        refusal,
     );
     let mut https = Service::new("portcullis https".to_string(), guarded);
     let mut tls_settings =

@@ -46,13 +46,15 @@ async fn conflicting_content_length_and_transfer_encoding_are_refused() {
             "connection closed after a framing error"
         );
     }
-    // Differing duplicate lengths are refused by pingora's parser itself.
+    // Differing duplicate lengths are refused by pingora's parser itself;
+    // the answer is still ours.
     let resp = raw_request(
         &gw,
         b"POST /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x",
     )
-    .await;
-    assert!(resp.is_none_or(|r| r.status == 400));
+    .await
+    .expect("a response");
+    assert_problem(&resp, 400, "bad_request");
     assert!(
         up.recorder.is_empty(),
         "upstream saw {:?}",
@@ -153,4 +155,46 @@ async fn kept_alive_connections_get_a_fresh_header_deadline_per_request() {
         tokio::time::sleep(Duration::from_millis(900)).await;
     }
     assert_eq!(up.recorder.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_parser_refuses_get_our_problem_not_a_pingora_banner() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(config(&up)).await;
+    let unparseable: [&[u8]; 3] = [
+        b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\nBad Header: x\r\n\r\n",
+        b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\nX-Folded: a\r\n b\r\n\r\n",
+        b"GET /partners/acme/orders HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    ];
+    for bytes in unparseable {
+        let mut s = gw.raw_tls().await;
+        s.write_all(bytes).await.unwrap();
+        let resp = read_response(&mut s).await.expect("a response");
+        assert_problem(&resp, 400, "bad_request");
+        assert!(
+            resp.header("server").is_none(),
+            "no version banner: {:?}",
+            resp.headers
+        );
+        assert!(closed_by_peer(&mut s, Duration::from_secs(5)).await);
+    }
+    assert!(
+        up.recorder.is_empty(),
+        "upstream saw {:?}",
+        up.recorder.requests()
+    );
+    still_serves(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_that_never_sends_its_preface_is_cut_off() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(config(&up)).await;
+    let mut s = raw_tls_to(gw.https, gw.pki.roots(), vec![b"h2".to_vec()]).await;
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(10)).await,
+        "silent h2 client must be disconnected"
+    );
+    still_serves(&gw).await;
 }

@@ -1,10 +1,16 @@
-//! Slow-header protection. pingora only times out each individual read, so
-//! a client trickling one byte at a time could hold a connection forever.
-//! Here the whole header block of each request must arrive within one
-//! deadline: the transport is wrapped, the deadline runs from the
-//! connection's start (first request) or the request's first byte (later
-//! requests on a kept-alive connection), and the proxy disarms it once
-//! pingora has parsed the header.
+//! The connection guard: the first stage, below HTTP parsing.
+//!
+//! - Slow headers. pingora only times out each individual read, so a client
+//!   trickling one byte at a time could hold a connection forever. Here the
+//!   whole header block of each request must arrive within one deadline:
+//!   the deadline runs from the connection's start (first request) or the
+//!   request's first byte (later requests on a kept-alive connection), and
+//!   the proxy disarms it once pingora has parsed the header.
+//! - Parser refusals. When pingora's own HTTP/1 parser refuses a request it
+//!   answers with a bare 400 carrying `Server: Pingora`, before any hook of
+//!   ours runs. Anything written while a header is still being read can
+//!   only be that answer, so the guard replaces it with our problem+json
+//!   400 (with HSTS and a request id, without a version banner).
 
 use std::future::Future;
 use std::io;
@@ -31,31 +37,62 @@ const READING_HEADER: u8 = 1;
 const HEADER_DONE: u8 = 2;
 const TIMED_OUT: u8 = 3;
 
-pub struct DeadlineStream {
+/// Builds the complete HTTP/1 response sent in place of pingora's own 400.
+pub type RefusalFactory = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
+pub struct GuardedStream {
     inner: Stream,
     on_timeout: IntCounter,
+    refusal: RefusalFactory,
+    /// Bytes of our refusal not yet written; `Some` once a refusal started.
+    refusal_pending: Option<(Vec<u8>, usize)>,
     phase: AtomicU8,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// HTTP/2 connections only get a deadline for their first bytes (the
+    /// connection preface); after that h2's own flow and pingora's idle
+    /// timeout apply, and their writes are never rewritten.
+    h2: bool,
 }
 
-impl std::fmt::Debug for DeadlineStream {
+impl std::fmt::Debug for GuardedStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeadlineStream")
+        f.debug_struct("GuardedStream")
             .field("inner", &self.inner)
             .finish()
     }
 }
 
-impl DeadlineStream {
+impl GuardedStream {
     /// Wraps a fresh connection; its first header is due within `timeout`.
-    pub fn new(inner: Stream, timeout: Duration, on_timeout: IntCounter) -> Self {
-        DeadlineStream {
+    pub fn new(
+        inner: Stream,
+        timeout: Duration,
+        on_timeout: IntCounter,
+        refusal: RefusalFactory,
+    ) -> Self {
+        GuardedStream {
             inner,
             on_timeout,
+            refusal,
+            refusal_pending: None,
             phase: AtomicU8::new(READING_HEADER),
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
+            h2: false,
+        }
+    }
+
+    /// Wraps a fresh HTTP/2 connection: its preface is due within `timeout`.
+    pub fn new_h2(
+        inner: Stream,
+        timeout: Duration,
+        on_timeout: IntCounter,
+        refusal: RefusalFactory,
+    ) -> Self {
+        GuardedStream {
+            h2: true,
+            ..GuardedStream::new(inner, timeout, on_timeout, refusal)
         }
     }
 
@@ -80,12 +117,12 @@ impl DeadlineStream {
     }
 
     /// Finds the wrapper behind a pingora stream, if the connection has one.
-    pub fn of(stream: &Stream) -> Option<&DeadlineStream> {
-        stream.as_any().downcast_ref::<DeadlineStream>()
+    pub fn of(stream: &Stream) -> Option<&GuardedStream> {
+        stream.as_any().downcast_ref::<GuardedStream>()
     }
 }
 
-impl AsyncRead for DeadlineStream {
+impl AsyncRead for GuardedStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -105,6 +142,12 @@ impl AsyncRead for DeadlineStream {
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.h2 {
+            if phase == READING_HEADER && buf.filled().len() > before {
+                self.move_to(HEADER_DONE);
+            }
+            return result;
+        }
         if phase == WAITING_FOR_REQUEST
             && matches!(result, Poll::Ready(Ok(())))
             && buf.filled().len() > before
@@ -125,12 +168,47 @@ impl AsyncRead for DeadlineStream {
     }
 }
 
-impl AsyncWrite for DeadlineStream {
+impl GuardedStream {
+    fn answering_refused_request(&self) -> bool {
+        !self.h2
+            && (self.refusal_pending.is_some()
+                || self.phase.load(Ordering::Acquire) == READING_HEADER)
+    }
+
+    /// Writes our refusal (once), and reports pingora's bytes as written
+    /// so they are dropped.
+    fn poll_write_refusal(
+        &mut self,
+        cx: &mut Context<'_>,
+        swallowed: usize,
+    ) -> Poll<io::Result<usize>> {
+        if self.refusal_pending.is_none() {
+            self.refusal_pending = Some(((self.refusal)(), 0));
+        }
+        while let Some((bytes, written)) = self.refusal_pending.as_mut() {
+            if *written >= bytes.len() {
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(swallowed))
+    }
+}
+
+impl AsyncWrite for GuardedStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.answering_refused_request() {
+            return self.poll_write_refusal(cx, buf.len());
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -144,6 +222,10 @@ impl AsyncWrite for DeadlineStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.answering_refused_request() {
+            let total = bufs.iter().map(|b| b.len()).sum();
+            return self.poll_write_refusal(cx, total);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
@@ -152,19 +234,19 @@ impl AsyncWrite for DeadlineStream {
 }
 
 #[async_trait]
-impl Shutdown for DeadlineStream {
+impl Shutdown for GuardedStream {
     async fn shutdown(&mut self) {
         self.inner.shutdown().await
     }
 }
 
-impl UniqueID for DeadlineStream {
+impl UniqueID for GuardedStream {
     fn id(&self) -> UniqueIDType {
         self.inner.id()
     }
 }
 
-impl Ssl for DeadlineStream {
+impl Ssl for GuardedStream {
     fn get_ssl(&self) -> Option<&TlsRef> {
         self.inner.get_ssl()
     }
@@ -176,7 +258,7 @@ impl Ssl for DeadlineStream {
     }
 }
 
-impl GetTimingDigest for DeadlineStream {
+impl GetTimingDigest for GuardedStream {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
         self.inner.get_timing_digest()
     }
@@ -188,7 +270,7 @@ impl GetTimingDigest for DeadlineStream {
     }
 }
 
-impl GetProxyDigest for DeadlineStream {
+impl GetProxyDigest for GuardedStream {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
         self.inner.get_proxy_digest()
     }
@@ -197,7 +279,7 @@ impl GetProxyDigest for DeadlineStream {
     }
 }
 
-impl GetSocketDigest for DeadlineStream {
+impl GetSocketDigest for GuardedStream {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
         self.inner.get_socket_digest()
     }
@@ -207,46 +289,50 @@ impl GetSocketDigest for DeadlineStream {
 }
 
 #[async_trait]
-impl Peek for DeadlineStream {
+impl Peek for GuardedStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         self.inner.try_peek(buf).await
     }
 }
 
-/// A [`ServerApp`] that puts every HTTP/1 connection under a header deadline
-/// before handing it to the wrapped app. HTTP/2 connections are left alone:
-/// their framing and pingora's h2 settings bound header delivery instead.
-pub struct HeaderDeadlineApp<A> {
+/// A [`ServerApp`] that puts every connection under the guard before
+/// handing it to the wrapped app.
+pub struct ConnGuardApp<A> {
     inner: Arc<A>,
     timeout: Duration,
     on_timeout: IntCounter,
+    refusal: RefusalFactory,
 }
 
-impl<A> HeaderDeadlineApp<A> {
-    pub fn new(inner: A, timeout: Duration, on_timeout: IntCounter) -> Self {
-        HeaderDeadlineApp {
+impl<A> ConnGuardApp<A> {
+    pub fn new(
+        inner: A,
+        timeout: Duration,
+        on_timeout: IntCounter,
+        refusal: RefusalFactory,
+    ) -> Self {
+        ConnGuardApp {
             inner: Arc::new(inner),
             timeout,
             on_timeout,
+            refusal,
         }
     }
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeaderDeadlineApp<A> {
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGuardApp<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        let (timeout, counter, refusal) =
+            (self.timeout, self.on_timeout.clone(), self.refusal.clone());
         let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            stream
+            Box::new(GuardedStream::new_h2(stream, timeout, counter, refusal))
         } else {
-            Box::new(DeadlineStream::new(
-                stream,
-                self.timeout,
-                self.on_timeout.clone(),
-            ))
+            Box::new(GuardedStream::new(stream, timeout, counter, refusal))
         };
         self.inner.process_new(stream, shutdown).await
     }
