@@ -1,5 +1,6 @@
-//! The admin listener: health, readiness and metrics. It binds to its own
-//! address (loopback by default) and is never reachable on the public one.
+//! The admin listener: health, readiness, metrics and the key-management
+//! API. It binds to its own address (loopback by default) and is never
+//! reachable on the public one.
 
 use std::sync::Arc;
 
@@ -8,29 +9,37 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::admin_keys::{self, ApiResponse, KeysApi};
 use crate::problem;
 use crate::reload::Live;
 
+/// Largest request body the admin API reads.
+const MAX_BODY: usize = 16 * 1024;
+
 pub struct AdminApp {
     live: Arc<Live>,
+    keys: KeysApi,
+}
+
+fn problem_response(reject: problem::Reject) -> ApiResponse {
+    ApiResponse {
+        status: StatusCode::from_u16(reject.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        content_type: problem::CONTENT_TYPE,
+        body: problem::render(&reject, &crate::request_id::generate(), None),
+    }
 }
 
 impl AdminApp {
-    pub fn new(live: Arc<Live>) -> Self {
-        AdminApp { live }
+    pub fn new(live: Arc<Live>, keys: KeysApi) -> Self {
+        AdminApp { live, keys }
     }
 
-    fn respond(&self, method: &http::Method, path: &str) -> (StatusCode, &'static str, Vec<u8>) {
+    fn observe(&self, method: &http::Method, path: &str) -> ApiResponse {
         if method != http::Method::GET && method != http::Method::HEAD {
-            let body = problem::render(
-                &problem::METHOD_NOT_ALLOWED,
-                &crate::request_id::generate(),
-                None,
-            );
-            return (StatusCode::METHOD_NOT_ALLOWED, problem::CONTENT_TYPE, body);
+            return problem_response(problem::METHOD_NOT_ALLOWED);
         }
-        match path {
-            "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
+        let (content_type, body) = match path {
+            "/healthz" => ("text/plain", b"ok\n".to_vec()),
             "/readyz" => {
                 let plan = self.live.plan();
                 let body = serde_json::json!({
@@ -38,43 +47,71 @@ impl AdminApp {
                     "config_generation": self.live.generation(),
                     "routes": plan.routes,
                 });
-                (
-                    StatusCode::OK,
-                    "application/json",
-                    body.to_string().into_bytes(),
-                )
+                ("application/json", body.to_string().into_bytes())
             }
             "/metrics" => (
-                StatusCode::OK,
                 "text/plain; version=0.0.4; charset=utf-8",
                 self.live.metrics.render(),
             ),
-            _ => {
-                let body = problem::render(
-                    &problem::ROUTE_NOT_FOUND,
-                    &crate::request_id::generate(),
-                    None,
-                );
-                (StatusCode::NOT_FOUND, problem::CONTENT_TYPE, body)
-            }
+            _ => return problem_response(problem::ROUTE_NOT_FOUND),
+        };
+        ApiResponse {
+            status: StatusCode::OK,
+            content_type,
+            body,
         }
     }
+}
+
+async fn read_body(session: &mut ServerSession) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    while let Some(chunk) = session.read_request_body().await.ok()? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_BODY {
+            return None;
+        }
+    }
+    Some(body)
 }
 
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let req = session.req_header();
-        let (status, content_type, body) = self.respond(&req.method, req.uri.path());
-        let len = body.len();
-        let body = if req.method == http::Method::HEAD {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let answer = if path == admin_keys::PREFIX || path.starts_with("/v1/keys/") {
+            let query = session.req_header().uri.query().map(str::to_string);
+            let authorization = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            match read_body(session).await {
+                Some(body) => {
+                    self.keys
+                        .handle(
+                            &method,
+                            &path,
+                            query.as_deref(),
+                            authorization.as_deref(),
+                            &body,
+                        )
+                        .await
+                }
+                None => problem_response(problem::BAD_REQUEST),
+            }
+        } else {
+            self.observe(&method, &path)
+        };
+        let len = answer.body.len();
+        let body = if method == http::Method::HEAD {
             Vec::new()
         } else {
-            body
+            answer.body
         };
         Response::builder()
-            .status(status)
-            .header(http::header::CONTENT_TYPE, content_type)
+            .status(answer.status)
+            .header(http::header::CONTENT_TYPE, answer.content_type)
             .header(http::header::CONTENT_LENGTH, len)
             .header(http::header::CACHE_CONTROL, "no-store")
             .body(body)

@@ -11,7 +11,15 @@ use std::path::{Path, PathBuf};
 
 use rand::RngCore;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::certgen::Ca;
+use crate::keys::embedded::EmbeddedStore;
+use crate::keys::pepper::Pepper;
+use crate::keys::service::KeyService;
+use crate::keys::store::StoreError;
+use crate::keys::verify::Verifier;
 
 pub struct DemoOptions {
     pub dir: PathBuf,
@@ -55,12 +63,14 @@ fn ensure_secrets(dir: &Path) -> Result<(), String> {
         write_public(&cert_path, &leaf.cert_pem)?;
         write_private(&key_path, leaf.key_pem.as_bytes())?;
     }
-    let pepper_path = dir.join("pepper");
-    if !pepper_path.exists() {
-        let mut pepper = [0u8; 32];
-        rand::rng().fill_bytes(&mut pepper);
-        let hex: String = pepper.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&pepper_path, hex.as_bytes())?;
+    for secret in ["pepper", "admin-token"] {
+        let path = dir.join(secret);
+        if !path.exists() {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, hex.as_bytes())?;
+        }
     }
     Ok(())
 }
@@ -69,7 +79,8 @@ fn gateway_yaml(opts: &DemoOptions) -> String {
     format!(
         "# Written by `portcullis demo`; see README.md for every field.\n\
          listen:\n  https: \"{https}\"\n\
-         admin:\n  address: \"{admin}\"\n\
+         admin:\n  address: \"{admin}\"\n  token_file: admin-token\n\
+         keys:\n  path: keys.json\n  pepper_file: pepper\n\
          tls:\n  certificate: gateway.pem\n  private_key: gateway.key\n\
          policies:\n  - policies/*.yaml\n\
          server:\n  threads: 2\n  pid_file: portcullis.pid\n  upgrade_sock: portcullis_upgrade.sock\n",
@@ -125,34 +136,75 @@ fn start_upstream() -> Result<SocketAddr, String> {
         .map_err(|_| "the example upstream did not start".to_string())?
 }
 
-fn print_banner(opts: &DemoOptions, upstream: SocketAddr) {
+fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)]) {
     let ca = opts.dir.join("ca.pem");
     let base = format!("https://localhost:{}", opts.https.port());
     let c = format!("curl -sS --cacert {}", ca.display());
+    let acme = keys.first().map_or("", |(_, k)| k.as_str());
+    let globex = keys.get(1).map_or("", |(_, k)| k.as_str());
     println!(
         "\nPortcullis demo is running.\n\
          \n  gateway   {base}   (TLS 1.2/1.3, certificate from the demo CA)\
-         \n  admin     http://{admin}   (/healthz, /readyz, /metrics; loopback only)\
+         \n  admin     http://{admin}   (/healthz, /readyz, /metrics, key API; loopback only)\
          \n  upstream  http://{upstream}   (example orders service; the gateway is its only client)\
          \n  config    {config}\
-         \n\nDemo partners: acme and globex. Try:\n\
-         \n  # accepted: routed to the upstream\
-         \n  {c} -i {base}/partners/acme/orders\
-         \n  {c} -i -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":3}}' {base}/partners/globex/orders\
+         \n\nDemo partners and their keys (shown once; the store keeps only hashes):\
+         \n  acme      {acme}\
+         \n  globex    {globex}\
+         \n\nTry:\n\
+         \n  # accepted: routed to the upstream, which sees X-Partner-Id and never the key\
+         \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders\
+         \n  {c} -i -H 'Authorization: Bearer {globex}' -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":3}}' {base}/partners/globex/orders\
          \n\n  # refused by the gateway, never reaching the upstream (problem+json with a stable code)\
-         \n  {c} -i {base}/admin                              # 404 route_not_found\
-         \n  {c} -i -X DELETE {base}/partners/acme/orders      # 405 method_not_allowed\
-         \n  {c} -i --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
-         \n  {c} -i {base}/partners/acme%2fglobex/orders       # 400 ambiguous_path\
+         \n  {c} -i {base}/partners/acme/orders                                  # 401 key_missing\
+         \n  {c} -i -H 'X-API-Key: ptc_live_not-a-key' {base}/partners/acme/orders   # 401 key_malformed\
+         \n  {c} -i '{base}/partners/acme/orders?api_key={acme}'   # 400 key_in_query\
+         \n  {c} -i -H 'X-API-Key: {acme}' {base}/admin                    # 404 route_not_found\
+         \n  {c} -i -H 'X-API-Key: {acme}' --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
          \n  curl -sS -i --tlsv1.1 --tls-max 1.1 --cacert {ca} {base}/   # refused: TLS 1.2+ only\
+         \n\n  # acme regenerates its own key; the old one is refused from then on\
+         \n  {c} -X POST -H 'X-API-Key: {acme}' {base}/.portcullis/v1/keys/rotate\
+         \n  # operators: portcullis keys list|create|rotate|revoke --config {config}\
          \n  curl -sS http://{admin}/metrics | grep portcullis_requests_total\
-         \n\nAPI keys (401), partner isolation (403) and body validation (400) are enforced once\
-         \ntheir issues land; this demo grows with them. Ctrl-C stops everything.\n",
+         \n\nPartner isolation (403 for another partner's resource) and body validation (400) are\
+         \nenforced once their issues land; this demo grows with them. Ctrl-C stops everything.\n",
         admin = opts.admin,
         config = opts.dir.join("portcullis.yaml").display(),
         ca = ca.display(),
     );
 }
+
+/// The demo partners and a fresh key for each: the store keeps only
+/// hashes, so each run issues new keys (rotating the previous ones).
+fn issue_demo_keys(dir: &Path) -> Result<Vec<(&'static str, String)>, String> {
+    let pepper = Pepper::load(Some(&dir.join("pepper")))?;
+    let store = EmbeddedStore::open_owned(&dir.join("keys.json"))?
+        .ok_or("another demo is running from this folder")?;
+    let service = KeyService::new(Arc::new(Verifier::new(
+        pepper,
+        Arc::new(store),
+        16,
+        Duration::ZERO,
+    )));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime.block_on(async {
+        let mut keys = Vec::new();
+        for partner in DEMO_PARTNERS {
+            let issued = match service.rotate(partner, "primary").await {
+                Err(StoreError::NotFound) => service.create(partner, "primary", None).await,
+                other => other,
+            };
+            let (key, _) =
+                issued.map_err(|e| format!("cannot issue the demo key for {partner}: {e}"))?;
+            keys.push((partner, key.reveal().to_string()));
+        }
+        Ok(keys)
+    })
+}
+
+const DEMO_PARTNERS: [&str; 2] = ["acme", "globex"];
 
 pub fn run(opts: DemoOptions) -> Result<(), String> {
     fs::create_dir_all(opts.dir.join("policies"))
@@ -167,6 +219,7 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
         &opts.dir.join("policies").join("orders.yaml"),
         &policy_yaml(upstream),
     )?;
-    print_banner(&opts, upstream);
+    let keys = issue_demo_keys(&opts.dir)?;
+    print_banner(&opts, upstream, &keys);
     crate::server::run(&config_path, false)
 }

@@ -5,10 +5,14 @@
 //! the only place that wires stages to pingora's phases.
 
 pub mod admin;
+pub mod admin_keys;
+pub mod auth;
 pub mod certgen;
 pub mod config;
 pub mod conn_guard;
 pub mod demo;
+pub mod keys;
+pub mod keys_cli;
 pub mod metrics;
 pub mod path;
 pub mod plaintext;
@@ -18,5 +22,6 @@ pub mod proxy;
 pub mod reload;
 pub mod request_id;
 pub mod router;
+pub mod selfservice;
 pub mod server;
 pub mod tls;

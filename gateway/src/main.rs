@@ -36,6 +36,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage partner API keys in the configured store.
+    Keys {
+        /// The gateway file (required; accepted before or after the action).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Run the quickstart: certificate, example upstream and gateway, no setup needed.
     Demo {
         /// Where the demo keeps its certificate, secret and configuration.
@@ -46,6 +54,59 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Issue a new key; prints it once, alone on the last line.
+    Create {
+        #[arg(long)]
+        partner: String,
+        #[arg(long, default_value = "primary")]
+        name: String,
+        /// Lifetime, e.g. `90d`; default: no expiry.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// Replace a key; the old one is refused once this returns.
+    Rotate {
+        #[arg(long)]
+        partner: String,
+        #[arg(long, default_value = "primary")]
+        name: String,
+    },
+    /// Delete a key; it is refused once this returns.
+    Revoke {
+        #[arg(long)]
+        partner: String,
+        #[arg(long, default_value = "primary")]
+        name: String,
+    },
+    /// List keys (ids and metadata, never secrets).
+    List {
+        #[arg(long)]
+        partner: Option<String>,
+    },
+}
+
+impl From<KeysAction> for portcullis::keys_cli::KeysCommand {
+    fn from(a: KeysAction) -> Self {
+        use portcullis::keys_cli::KeysCommand as K;
+        match a {
+            KeysAction::Create {
+                partner,
+                name,
+                expires_in,
+            } => K::Create {
+                partner,
+                name,
+                expires_in,
+            },
+            KeysAction::Rotate { partner, name } => K::Rotate { partner, name },
+            KeysAction::Revoke { partner, name } => K::Revoke { partner, name },
+            KeysAction::List { partner } => K::List { partner },
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -83,6 +144,10 @@ fn main() -> ExitCode {
                 eprintln!("{} problem(s) found", problems.len());
                 return ExitCode::FAILURE;
             }
+        },
+        Command::Keys { config, action } => match config {
+            Some(config) => portcullis::keys_cli::run(&config, action.into()),
+            None => Err("keys: --config FILE is required".to_string()),
         },
         Command::Demo { dir, https, admin } => {
             portcullis::demo::run(portcullis::demo::DemoOptions { dir, https, admin })

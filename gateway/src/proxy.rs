@@ -16,37 +16,52 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::{Plan, Route};
 use crate::conn_guard::GuardedStream;
+use crate::keys::credential;
+use crate::keys::service::KeyService;
 use crate::metrics::NO_ROUTE;
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
-use crate::{path, protocol, request_id};
+use crate::{auth, path, protocol, request_id, selfservice};
 
 const HSTS: &str = "strict-transport-security";
 
+/// Tells the upstream which partner the request is for. Any value the
+/// client sent is replaced.
+const PARTNER_HEADER: &str = "x-partner-id";
+
 pub struct Gateway {
     live: Arc<Live>,
+    keys: Arc<KeyService>,
+    key_header: String,
 }
 
 impl Gateway {
-    pub fn new(live: Arc<Live>) -> Self {
-        Gateway { live }
+    pub fn new(live: Arc<Live>, keys: Arc<KeyService>, key_header: String) -> Self {
+        Gateway {
+            live,
+            keys,
+            key_header,
+        }
     }
 }
 
 /// Per-request facts gathered by the stages.
 pub struct RequestCtx {
     started: Instant,
-    request_id: String,
+    pub(crate) request_id: String,
     plan: Option<Arc<Plan>>,
     route: Option<Arc<Route>>,
+    /// The authenticated partner, and the id (never the key) of its key.
+    partner: Option<String>,
+    key_id: Option<String>,
     /// Stable outcome code for metrics and logs: `proxied` or a reject code.
-    outcome: &'static str,
+    pub(crate) outcome: &'static str,
     upstream_sent: Option<Instant>,
     upstream_deadline: Option<Instant>,
 }
 
-/// A request the admission stages let through.
+/// A request the routing stage let through.
 struct Admitted {
     route: Arc<Route>,
     /// The request target to send upstream (canonical path, original
@@ -57,13 +72,13 @@ struct Admitted {
 /// A refusal, with the `Allow` header value for 405s.
 type Refusal = (Reject, Option<String>);
 
-/// The admission stages, in order.
-fn admit(session: &Session, plan: &Plan) -> Result<Admitted, Refusal> {
+/// Protocol screening: framing, sizes, then the canonical path.
+fn screen(session: &Session, plan: &Plan) -> Result<String, Reject> {
     let req = session.req_header();
     let header_bytes = match session.as_http1() {
         Some(h1) => {
             let raw = h1.get_headers_raw_bytes();
-            protocol::check_h1_framing(&raw).map_err(|r| (r, None))?;
+            protocol::check_h1_framing(&raw)?;
             raw.len()
         }
         None => protocol::h2_header_list_size(
@@ -71,16 +86,16 @@ fn admit(session: &Session, plan: &Plan) -> Result<Admitted, Refusal> {
         ),
     };
     let target_len = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    protocol::check_sizes(target_len, header_bytes, &plan.limits).map_err(|r| (r, None))?;
+    protocol::check_sizes(target_len, header_bytes, &plan.limits)?;
+    path::normalise(req.uri.path()).map_err(|e| match e {
+        path::PathError::Malformed => problem::BAD_PATH,
+        path::PathError::Ambiguous => problem::AMBIGUOUS_PATH,
+    })
+}
 
-    let raw_path = req.uri.path();
-    let canonical = path::normalise(raw_path).map_err(|e| {
-        let reject = match e {
-            path::PathError::Malformed => problem::BAD_PATH,
-            path::PathError::Ambiguous => problem::AMBIGUOUS_PATH,
-        };
-        (reject, None)
-    })?;
+/// Routing on the canonical path.
+fn route(session: &Session, plan: &Plan, canonical: String) -> Result<Admitted, Refusal> {
+    let req = session.req_header();
     let matched = plan
         .router
         .lookup(&req.method, &canonical)
@@ -91,7 +106,7 @@ fn admit(session: &Session, plan: &Plan) -> Result<Admitted, Refusal> {
                 (problem::METHOD_NOT_ALLOWED, Some(allow.join(", ")))
             }
         })?;
-    let new_target = if canonical != raw_path || req.uri.authority().is_some() {
+    let new_target = if canonical != req.uri.path() || req.uri.authority().is_some() {
         Some(match req.uri.query() {
             Some(q) => format!("{canonical}?{q}"),
             None => canonical,
@@ -107,7 +122,7 @@ fn admit(session: &Session, plan: &Plan) -> Result<Admitted, Refusal> {
 
 /// Writes a problem+json response. The connection is closed after a
 /// framing or protocol error, since its byte stream can no longer be trusted.
-async fn respond_problem(
+pub(crate) async fn respond_problem(
     session: &mut Session,
     ctx: &mut RequestCtx,
     reject: Reject,
@@ -123,6 +138,9 @@ async fn respond_problem(
     if let Some(allow) = allow {
         resp.insert_header("allow", allow)?;
     }
+    if reject.status == 401 {
+        resp.insert_header("www-authenticate", "Bearer realm=\"portcullis\"")?;
+    }
     decorate(&mut resp, ctx)?;
     if reject.status == 400 || reject.status == 431 || reject.status == 414 {
         session.set_keepalive(None);
@@ -133,7 +151,7 @@ async fn respond_problem(
 }
 
 /// Headers every response carries, whoever generated it.
-fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
+pub(crate) fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::Result<()> {
     resp.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
     let hsts = ctx
         .plan
@@ -205,6 +223,8 @@ impl ProxyHttp for Gateway {
             request_id: String::new(),
             plan: None,
             route: None,
+            partner: None,
+            key_id: None,
             outcome: "pending",
             upstream_sent: None,
             upstream_deadline: None,
@@ -237,7 +257,39 @@ impl ProxyHttp for Gateway {
         ctx.plan = Some(plan.clone());
         session.set_keepalive(Some(plan.keepalive_secs));
 
-        match admit(session, &plan) {
+        let canonical = match screen(session, &plan) {
+            Ok(c) => c,
+            Err(reject) => {
+                respond_problem(session, ctx, reject, None).await?;
+                return Ok(true);
+            }
+        };
+
+        let req = session.req_header();
+        let authenticated = auth::authenticate(
+            self.keys.verifier(),
+            &req.headers,
+            req.uri.query(),
+            &self.key_header,
+        )
+        .await;
+        let record = match authenticated {
+            Ok(record) => record,
+            Err((reject, key_id)) => {
+                ctx.key_id = key_id.map(|id| id.to_string());
+                respond_problem(session, ctx, reject, None).await?;
+                return Ok(true);
+            }
+        };
+        ctx.partner = Some(record.partner.clone());
+        ctx.key_id = Some(record.key_id.clone());
+
+        if canonical == selfservice::ROTATE_PATH {
+            selfservice::rotate(session, ctx, &self.keys, &record).await?;
+            return Ok(true);
+        }
+
+        match route(session, &plan, canonical) {
             Ok(Admitted { route, new_target }) => {
                 let req = session.req_header_mut();
                 if let Some(target) = new_target {
@@ -249,7 +301,13 @@ impl ProxyHttp for Gateway {
                         }
                     }
                 }
+                let req = session.req_header_mut();
+                // The upstream never sees a key.
+                for name in credential::headers(&self.key_header) {
+                    req.remove_header(name);
+                }
                 req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
+                req.insert_header(PARTNER_HEADER, record.partner.as_str())?;
                 ctx.route = Some(route);
                 Ok(false)
             }
@@ -401,6 +459,8 @@ impl ProxyHttp for Gateway {
             method = %session.req_header().method,
             path = %session.req_header().uri.path(),
             route,
+            partner = ctx.partner.as_deref(),
+            key_id = ctx.key_id.as_deref(),
             status,
             outcome = ctx.outcome,
             duration_ms = elapsed.as_secs_f64() * 1000.0,

@@ -14,8 +14,14 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::AdminApp;
+use crate::admin_keys::{AdminToken, KeysApi};
 use crate::config;
+use crate::config::model::KeysSettings;
 use crate::conn_guard::ConnGuardApp;
+use crate::keys::embedded::EmbeddedStore;
+use crate::keys::pepper::Pepper;
+use crate::keys::service::KeyService;
+use crate::keys::verify::Verifier;
 use crate::metrics::Metrics;
 use crate::plaintext::RedirectApp;
 use crate::proxy::Gateway;
@@ -26,11 +32,46 @@ use crate::tls;
 pub fn check(config_path: &Path) -> Result<config::Loaded, Vec<String>> {
     let loaded = config::load(config_path)
         .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let mut problems = Vec::new();
     let files = &loaded.settings.tls;
     if let Err(e) = tls::load_cert(&files.certificate, &files.private_key) {
-        return Err(vec![format!("{}: tls: {e}", config_path.display())]);
+        problems.push(format!("{}: tls: {e}", config_path.display()));
     }
-    Ok(loaded)
+    let keys = &loaded.settings.keys;
+    if let Err(e) = Pepper::load(keys.pepper_file.as_deref()) {
+        problems.push(format!("{}: keys.pepper_file: {e}", config_path.display()));
+    }
+    if let Err(e) = EmbeddedStore::open(&keys.path) {
+        problems.push(format!("{}: keys.path: {e}", config_path.display()));
+    }
+    if let Some(token) = &loaded.settings.admin.token_file {
+        if let Err(e) = AdminToken::load(token) {
+            problems.push(format!("{}: admin.token_file: {e}", config_path.display()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(problems)
+    }
+}
+
+/// Opens the key store as its owner, with the pepper and the cache.
+fn open_keys(settings: &KeysSettings) -> Result<Arc<KeyService>, String> {
+    let pepper = Pepper::load(settings.pepper_file.as_deref())?;
+    let store = EmbeddedStore::open_owned(&settings.path)?.ok_or_else(|| {
+        format!(
+            "key store {} is owned by another running gateway",
+            settings.path.display()
+        )
+    })?;
+    let verifier = Verifier::new(
+        pepper,
+        Arc::new(store),
+        settings.cache_entries,
+        settings.negative_ttl,
+    );
+    Ok(Arc::new(KeyService::new(Arc::new(verifier))))
 }
 
 /// A clear error now beats a pingora panic once the listener starts.
@@ -55,6 +96,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
             ensure_bindable("listen.plaintext", addr)?;
         }
     }
+    let keys = open_keys(&settings.keys)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     let live = Arc::new(Live::new(config_path, loaded, cert, metrics.clone()));
 
@@ -80,7 +122,10 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy(&server.configuration, Gateway::new(live.clone()));
+    let mut proxy = pingora::proxy::http_proxy(
+        &server.configuration,
+        Gateway::new(live.clone(), keys.clone(), settings.keys.header.clone()),
+    );
     // An HTTP/2 connection with no open stream is closed like an idle
     // kept-alive HTTP/1 connection.
     let mut options = HttpServerOptions::default();
@@ -107,7 +152,15 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     https.add_tls_with_settings(&settings.listen.https.to_string(), None, tls_settings);
     server.add_service(https);
 
-    let mut admin = Service::new("portcullis admin".to_string(), AdminApp::new(live.clone()));
+    let token = match &settings.admin.token_file {
+        Some(path) => Some(AdminToken::load(path)?),
+        None => None,
+    };
+    let keys_api = KeysApi::new(keys.clone(), token);
+    let mut admin = Service::new(
+        "portcullis admin".to_string(),
+        AdminApp::new(live.clone(), keys_api),
+    );
     admin.add_tcp(&settings.admin.address.to_string());
     server.add_service(admin);
 

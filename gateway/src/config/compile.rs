@@ -140,9 +140,8 @@ pub fn resolve_path(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Loads and compiles the gateway file and every policy file it names.
-/// Returns every problem found, not just the first.
-pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
+/// Parses the gateway file alone, with its paths made absolute to it.
+pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let Some(mut settings) = parse_yaml::<GatewayFile>(config_path, &mut errors) else {
         return Err(errors);
@@ -150,6 +149,39 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
     let base = config_path.parent().unwrap_or(Path::new(".")).to_path_buf();
     settings.tls.certificate = resolve_path(&base, &settings.tls.certificate);
     settings.tls.private_key = resolve_path(&base, &settings.tls.private_key);
+    settings.keys.path = resolve_path(&base, &settings.keys.path);
+    settings.keys.pepper_file = settings
+        .keys
+        .pepper_file
+        .as_ref()
+        .map(|p| resolve_path(&base, p));
+    settings.admin.token_file = settings
+        .admin
+        .token_file
+        .as_ref()
+        .map(|p| resolve_path(&base, p));
+    settings.keys.header = settings.keys.header.to_ascii_lowercase();
+    if http::HeaderName::from_bytes(settings.keys.header.as_bytes()).is_err() {
+        errors.push(ConfigError::new(
+            config_path,
+            None,
+            "keys.header",
+            "not a valid header name",
+        ));
+    }
+    if errors.is_empty() {
+        Ok(settings)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Loads and compiles the gateway file and every policy file it names.
+/// Returns every problem found, not just the first.
+pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let settings = load_settings(config_path)?;
+    let base = config_path.parent().unwrap_or(Path::new(".")).to_path_buf();
 
     let hsts = HeaderValue::from_str(&settings.tls.hsts).unwrap_or_else(|_| {
         errors.push(ConfigError::new(

@@ -6,5 +6,5 @@ mod compile;
 mod error;
 pub mod model;
 
-pub use compile::{load, resolve_path, Loaded, Plan, Route, Timeouts, Upstream};
+pub use compile::{load, load_settings, resolve_path, Loaded, Plan, Route, Timeouts, Upstream};
 pub use error::{ConfigError, ConfigErrors};

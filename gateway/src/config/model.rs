@@ -24,6 +24,8 @@ pub struct GatewayFile {
     #[serde(default = "default_policies")]
     pub policies: Vec<Spanned<String>>,
     #[serde(default)]
+    pub keys: KeysSettings,
+    #[serde(default)]
     pub reload: Reload,
     #[serde(default)]
     pub server: ServerSettings,
@@ -72,6 +74,10 @@ pub struct Admin {
     /// Health, readiness and metrics; never on the public listener.
     #[serde(default = "default_admin")]
     pub address: SocketAddr,
+    /// File holding the bearer token of the key-management API. Without
+    /// one, that API is disabled.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 fn default_admin() -> SocketAddr {
@@ -82,6 +88,7 @@ impl Default for Admin {
     fn default() -> Self {
         Admin {
             address: default_admin(),
+            token_file: None,
         }
     }
 }
@@ -148,6 +155,53 @@ impl Default for HttpSettings {
             max_uri_bytes: default_max_uri_bytes(),
             trust_request_id: true,
             h2: true,
+        }
+    }
+}
+
+/// Where keys live and how they are presented.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysSettings {
+    /// The embedded store's file (hashes only). Relative to the gateway file.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// File holding the 32-byte pepper as 64 hex characters; without it,
+    /// the `PORTCULLIS_PEPPER` environment variable is used.
+    #[serde(default)]
+    pub pepper_file: Option<PathBuf>,
+    /// Header carrying the key, besides `Authorization: Bearer`.
+    #[serde(default = "default_key_header")]
+    pub header: String,
+    /// Most keys remembered per node (positive and negative entries).
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+    /// How long an unknown key is remembered as unknown.
+    #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    pub negative_ttl: Duration,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("keys.json")
+}
+fn default_key_header() -> String {
+    "x-api-key".to_string()
+}
+fn default_cache_entries() -> usize {
+    100_000
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for KeysSettings {
+    fn default() -> Self {
+        KeysSettings {
+            path: default_store_path(),
+            pepper_file: None,
+            header: default_key_header(),
+            cache_entries: default_cache_entries(),
+            negative_ttl: default_negative_ttl(),
         }
     }
 }

@@ -7,9 +7,10 @@ use crate::common::*;
 fn write_gateway(dir: &Path, policies_glob: &str) {
     let pki = Pki::new();
     pki.write_leaf(&dir.join("cert.pem"), &dir.join("key.pem"));
+    std::fs::write(dir.join("pepper"), "ab".repeat(32)).unwrap();
     std::fs::write(
         dir.join("portcullis.yaml"),
-        format!("tls:\n  certificate: cert.pem\n  private_key: key.pem\npolicies:\n  - \"{policies_glob}\"\n"),
+        format!("tls:\n  certificate: cert.pem\n  private_key: key.pem\nkeys:\n  pepper_file: pepper\npolicies:\n  - \"{policies_glob}\"\n"),
     )
     .unwrap();
 }

@@ -122,6 +122,8 @@ pub struct GatewayConfig {
     pub policies: Vec<(String, String)>,
     pub plaintext: bool,
     pub watch_interval: String,
+    /// Extra YAML appended to the `keys:` section.
+    pub keys: String,
 }
 
 impl GatewayConfig {
@@ -132,6 +134,7 @@ impl GatewayConfig {
             policies: vec![("orders.yaml".into(), orders_policy(upstream, ""))],
             plaintext: false,
             watch_interval: "0s".into(),
+            keys: String::new(),
         }
     }
 }
@@ -150,6 +153,8 @@ pub fn orders_policy(upstream: &str, extra_routes: &str) -> String {
 
 pub struct Gateway {
     child: Child,
+    /// The `primary` key of each test partner (`acme`, `globex`).
+    pub keys: std::collections::HashMap<String, String>,
     pub dir: tempfile::TempDir,
     pub https: SocketAddr,
     pub admin: SocketAddr,
@@ -191,16 +196,19 @@ impl Gateway {
             .unwrap_or_default();
         let yaml = format!(
             "listen:\n  https: \"{https}\"\n{plaintext_yaml}\
-             admin:\n  address: \"{admin}\"\n\
+             admin:\n  address: \"{admin}\"\n  token_file: admin-token\n\
+             keys:\n  path: keys.json\n  pepper_file: pepper\n{keys}\
              tls:\n  certificate: cert.pem\n  private_key: key.pem\n\
              http:\n  keepalive_timeout: 60s\n{http}\
              policies:\n  - policies/*.yaml\n\
              reload:\n  watch_interval: {watch}\n\
              server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n",
             http = config.http,
+            keys = config.keys,
             watch = config.watch_interval,
         );
         std::fs::write(dir.path().join("portcullis.yaml"), yaml).unwrap();
+        let keys = issue_keys(dir.path()).await;
         for (name, body) in &config.policies {
             std::fs::write(dir.path().join("policies").join(name), body).unwrap();
         }
@@ -227,6 +235,7 @@ impl Gateway {
         });
         let mut gw = Gateway {
             child,
+            keys,
             dir,
             https,
             admin,
@@ -265,17 +274,69 @@ impl Gateway {
         format!("https://{HOST}:{}{path}", self.https.port())
     }
 
-    /// An HTTP/1.1-only client that trusts the test CA.
-    pub fn client(&self) -> reqwest::Client {
-        self.client_builder().http1_only().build().unwrap()
+    pub fn key(&self, partner: &str) -> &str {
+        &self.keys[partner]
     }
 
-    /// A client that speaks HTTP/2 (negotiated by ALPN).
-    pub fn h2_client(&self) -> reqwest::Client {
+    /// An HTTP/1.1-only client that trusts the test CA and presents acme's key.
+    pub fn client(&self) -> reqwest::Client {
+        self.client_with_key(Some(self.key("acme")))
+    }
+
+    /// An HTTP/1.1-only client presenting `key`, or no key at all.
+    pub fn client_with_key(&self, key: Option<&str>) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert("x-api-key", key.parse().unwrap());
+        }
         self.client_builder()
-            .http2_prior_knowledge()
+            .http1_only()
+            .default_headers(headers)
             .build()
             .unwrap()
+    }
+
+    /// A client that speaks HTTP/2 (negotiated by ALPN), with acme's key.
+    pub fn h2_client(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-api-key", self.key("acme").parse().unwrap());
+        self.client_builder()
+            .http2_prior_knowledge()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// Adds acme's key header to a hand-written HTTP/1 request.
+    pub fn authed(&self, request: &[u8]) -> Vec<u8> {
+        let line_end = request
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("request line")
+            + 2;
+        let mut out = request[..line_end].to_vec();
+        out.extend_from_slice(format!("X-API-Key: {}\r\n", self.key("acme")).as_bytes());
+        out.extend_from_slice(&request[line_end..]);
+        out
+    }
+
+    /// The admin API with the test admin token: (status, JSON body).
+    pub async fn admin_api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let token = std::fs::read_to_string(self.path("admin-token")).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut s = TcpStream::connect(self.admin).await.unwrap();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_response(&mut s).await.unwrap();
+        (resp.status, resp.json())
     }
 
     fn client_builder(&self) -> reqwest::ClientBuilder {
@@ -436,8 +497,14 @@ pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Option<RawRe
     })
 }
 
-/// Sends raw bytes on a fresh TLS connection and reads one response.
+/// Sends raw bytes (plus acme's key header) on a fresh TLS connection and
+/// reads one response.
 pub async fn raw_request(gw: &Gateway, bytes: &[u8]) -> Option<RawResponse> {
+    raw_request_as_is(gw, &gw.authed(bytes)).await
+}
+
+/// Sends exactly these bytes on a fresh TLS connection and reads one response.
+pub async fn raw_request_as_is(gw: &Gateway, bytes: &[u8]) -> Option<RawResponse> {
     let mut s = gw.raw_tls().await;
     s.write_all(bytes).await.unwrap();
     s.flush().await.unwrap();
@@ -491,6 +558,38 @@ pub fn assert_problem(resp: &RawResponse, status: u16, code: &str) {
         resp.header("strict-transport-security").is_some(),
         "HSTS on a problem response"
     );
+}
+
+fn random_hex() -> String {
+    (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+/// Writes the pepper and admin token, and issues a `primary` key for each
+/// test partner straight into the store (no gateway owns it yet).
+pub async fn issue_keys(dir: &Path) -> std::collections::HashMap<String, String> {
+    use portcullis::keys::{
+        embedded::EmbeddedStore, pepper::Pepper, service::KeyService, verify::Verifier,
+    };
+    std::fs::write(dir.join("pepper"), random_hex()).unwrap();
+    std::fs::write(dir.join("admin-token"), random_hex()).unwrap();
+    let pepper = Pepper::load(Some(&dir.join("pepper"))).unwrap();
+    let store = EmbeddedStore::open_owned(&dir.join("keys.json"))
+        .unwrap()
+        .unwrap();
+    let service = KeyService::new(Arc::new(Verifier::new(
+        pepper,
+        Arc::new(store),
+        16,
+        Duration::ZERO,
+    )));
+    let mut keys = std::collections::HashMap::new();
+    for partner in ["acme", "globex"] {
+        let (key, _) = service.create(partner, "primary", None).await.unwrap();
+        keys.insert(partner.to_string(), key.reveal().to_string());
+    }
+    keys
 }
 
 pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {

@@ -20,6 +20,20 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let printed = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = printed.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut p = sink.lock().unwrap();
+            p.push_str(&line);
+            p.push('\n');
+        }
+    });
     let guard = KillOnDrop(&mut child);
     eventually(
         "the demo gateway to be ready",
@@ -28,18 +42,34 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
     )
     .await;
 
+    let key_of = |partner: &str| -> String {
+        let printed = printed.lock().unwrap().clone();
+        printed
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix(partner)
+                    .map(|rest| rest.trim().to_string())
+            })
+            .filter(|k| k.starts_with("ptc_live_"))
+            .unwrap_or_else(|| panic!("no key printed for {partner}:\n{printed}"))
+    };
+    let acme = key_of("acme");
+    assert_ne!(acme, key_of("globex"));
     for file in [
         "ca.pem",
         "gateway.pem",
         "gateway.key",
         "pepper",
+        "admin-token",
+        "keys.json",
         "portcullis.yaml",
         "policies/orders.yaml",
     ] {
         assert!(data.join(file).exists(), "{file} generated");
     }
     use std::os::unix::fs::PermissionsExt;
-    for secret in ["gateway.key", "pepper"] {
+    for secret in ["gateway.key", "pepper", "admin-token", "keys.json"] {
         let mode = std::fs::metadata(data.join(secret))
             .unwrap()
             .permissions()
@@ -69,11 +99,29 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 401, "no key, no service");
+    let resp = client
+        .get(format!("{base}/partners/acme/orders"))
+        .header("x-api-key", &acme)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["partner"], "acme");
-    let resp = client.get(format!("{base}/admin")).send().await.unwrap();
+    let resp = client
+        .get(format!("{base}/admin"))
+        .header("x-api-key", &acme)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 404);
+    assert!(
+        !std::fs::read_to_string(data.join("keys.json"))
+            .unwrap()
+            .contains(&acme),
+        "only hashes on disk"
+    );
     drop(guard);
 }
 

@@ -143,9 +143,11 @@ async fn kept_alive_connections_get_a_fresh_header_deadline_per_request() {
     let gw = Gateway::start(config(&up)).await;
     let mut s = gw.raw_tls().await;
     for _ in 0..3 {
-        s.write_all(b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(
+            &gw.authed(b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n"),
+        )
+        .await
+        .unwrap();
         let resp = read_response(&mut s)
             .await
             .expect("response on the kept-alive connection");

@@ -228,7 +228,7 @@ async fn cert_replacement(gw: &Gateway, trigger: impl Fn()) {
     let mut old_conn = gw.raw_tls().await;
     let old_serial = leaf_serial(&old_conn);
     old_conn
-        .write_all(b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        .write_all(&gw.authed(b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n"))
         .await
         .unwrap();
     assert_eq!(read_response(&mut old_conn).await.unwrap().status, 200);
@@ -249,7 +249,7 @@ async fn cert_replacement(gw: &Gateway, trigger: impl Fn()) {
 
     // The connection opened before the swap still works.
     old_conn
-        .write_all(b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n")
+        .write_all(&gw.authed(b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n"))
         .await
         .unwrap();
     assert_eq!(read_response(&mut old_conn).await.unwrap().status, 200);

@@ -1,0 +1,199 @@
+//! The key-management API on the admin listener, protected by a bearer
+//! token. Same operations as `portcullis keys`; secrets are returned only
+//! by create and rotate, once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::keys::service::KeyService;
+use crate::keys::store::{KeyRecord, StoreError};
+use crate::problem::{self, Reject};
+
+pub const PREFIX: &str = "/v1/keys";
+
+const UNAUTHORIZED: Reject = Reject::new(
+    401,
+    "admin_token_invalid",
+    "A valid admin token is required",
+);
+const DISABLED: Reject = Reject::new(
+    403,
+    "admin_api_disabled",
+    "The key-management API is disabled: set admin.token_file",
+);
+const NOT_FOUND: Reject = Reject::new(404, "key_not_found", "No such key");
+const CONFLICT: Reject = Reject::new(
+    409,
+    "key_conflict",
+    "The request conflicts with an existing key",
+);
+const BAD_BODY: Reject = Reject::new(400, "bad_request", "The request body is not valid");
+const STORE_DOWN: Reject = Reject::new(
+    503,
+    "key_store_unavailable",
+    "The key store cannot be reached",
+);
+
+/// The admin token, kept only as a hash.
+pub struct AdminToken(blake3::Hash);
+
+impl AdminToken {
+    /// Reads the token file; the token must be at least 32 characters.
+    pub fn load(path: &Path) -> Result<AdminToken, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read admin token file {}: {e}", path.display()))?;
+        let token = text.trim();
+        if token.len() < 32 {
+            return Err(format!(
+                "{}: the admin token must be at least 32 characters",
+                path.display()
+            ));
+        }
+        Ok(AdminToken(blake3::hash(token.as_bytes())))
+    }
+
+    fn accepts(&self, authorization: Option<&[u8]>) -> bool {
+        let Some(value) = authorization else {
+            return false;
+        };
+        let Some(token) = value
+            .get(7..)
+            .filter(|_| value[..7].eq_ignore_ascii_case(b"bearer "))
+        else {
+            return false;
+        };
+        // Comparing hashes keeps the comparison constant-time.
+        blake3::hash(token) == self.0
+    }
+}
+
+pub struct KeysApi {
+    keys: Arc<KeyService>,
+    token: Option<AdminToken>,
+}
+
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+fn problem_response(reject: Reject) -> ApiResponse {
+    ApiResponse {
+        status: StatusCode::from_u16(reject.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        content_type: problem::CONTENT_TYPE,
+        body: problem::render(&reject, &crate::request_id::generate(), None),
+    }
+}
+
+fn json(status: StatusCode, value: serde_json::Value) -> ApiResponse {
+    ApiResponse {
+        status,
+        content_type: "application/json",
+        body: value.to_string().into_bytes(),
+    }
+}
+
+fn store_problem(e: &StoreError) -> ApiResponse {
+    match e {
+        StoreError::NotFound => problem_response(NOT_FOUND),
+        StoreError::Conflict(_) => problem_response(CONFLICT),
+        StoreError::Unavailable(_) => problem_response(STORE_DOWN),
+    }
+}
+
+/// What listings show: never the hash, never the key.
+fn public(record: &KeyRecord) -> serde_json::Value {
+    serde_json::json!({
+        "key_id": record.key_id,
+        "partner": record.partner,
+        "name": record.name,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+    })
+}
+
+fn issued(key: &str, record: &KeyRecord) -> serde_json::Value {
+    let mut v = public(record);
+    v["key"] = serde_json::Value::String(key.to_string());
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    partner: String,
+    #[serde(default = "primary")]
+    name: String,
+    #[serde(default)]
+    expires_at: Option<u64>,
+}
+
+fn primary() -> String {
+    "primary".to_string()
+}
+
+impl KeysApi {
+    pub fn new(keys: Arc<KeyService>, token: Option<AdminToken>) -> Self {
+        KeysApi { keys, token }
+    }
+
+    pub async fn handle(
+        &self,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+        authorization: Option<&[u8]>,
+        body: &[u8],
+    ) -> ApiResponse {
+        let Some(token) = &self.token else {
+            return problem_response(DISABLED);
+        };
+        if !token.accepts(authorization) {
+            return problem_response(UNAUTHORIZED);
+        }
+        let rest = path.strip_prefix(PREFIX).unwrap_or("");
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match (method.as_str(), segments.as_slice()) {
+            ("GET", []) => {
+                let partner =
+                    query.and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("partner=")));
+                match self.keys.list(partner).await {
+                    Ok(records) => json(
+                        StatusCode::OK,
+                        serde_json::json!({ "keys": records.iter().map(public).collect::<Vec<_>>() }),
+                    ),
+                    Err(e) => store_problem(&e),
+                }
+            }
+            ("POST", []) => {
+                let Ok(req) = serde_json::from_slice::<CreateBody>(body) else {
+                    return problem_response(BAD_BODY);
+                };
+                match self
+                    .keys
+                    .create(&req.partner, &req.name, req.expires_at)
+                    .await
+                {
+                    Ok((key, record)) => json(StatusCode::CREATED, issued(key.reveal(), &record)),
+                    Err(e) => store_problem(&e),
+                }
+            }
+            ("POST", [partner, name, "rotate"]) => match self.keys.rotate(partner, name).await {
+                Ok((key, record)) => json(StatusCode::OK, issued(key.reveal(), &record)),
+                Err(e) => store_problem(&e),
+            },
+            ("DELETE", [partner, name]) => match self.keys.revoke(partner, name).await {
+                Ok(record) => json(
+                    StatusCode::OK,
+                    serde_json::json!({ "revoked": public(&record) }),
+                ),
+                Err(e) => store_problem(&e),
+            },
+            _ => problem_response(problem::ROUTE_NOT_FOUND),
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The behaviour every `KeyStore` must have; each implementation runs it.
+
+use super::pepper::Pepper;
+use super::store::{new_record, KeyStore, StoreError};
+
+pub async fn run(store: &dyn KeyStore) {
+    let pepper = Pepper::from_bytes([7; 32]);
+    let (_k1, primary) = new_record(&pepper, "acme", "primary", None).unwrap();
+    let (_k2, spare) = new_record(&pepper, "acme", "spare", Some(4_102_444_800)).unwrap();
+    let (_k3, other) = new_record(&pepper, "globex", "primary", None).unwrap();
+    store.insert(primary.clone()).await.unwrap();
+    store.insert(spare.clone()).await.unwrap();
+    store.insert(other.clone()).await.unwrap();
+
+    // Lookup by hash finds exactly the record, and nothing else matches.
+    let found = store.lookup(&primary.key_hash().unwrap()).await.unwrap();
+    assert_eq!(found.as_ref(), Some(&primary));
+    let (_, never_stored) = new_record(&pepper, "acme", "ghost", None).unwrap();
+    assert_eq!(
+        store
+            .lookup(&never_stored.key_hash().unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A partner cannot hold two keys of one name.
+    let (_, dup) = new_record(&pepper, "acme", "primary", None).unwrap();
+    assert!(matches!(
+        store.insert(dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    // Replacing one key leaves the partner's other keys alone.
+    let (_, rotated) = new_record(&pepper, "acme", "primary", None).unwrap();
+    let old = store.replace(rotated.clone()).await.unwrap();
+    assert_eq!(old, primary);
+    assert_eq!(
+        store.lookup(&primary.key_hash().unwrap()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .lookup(&rotated.key_hash().unwrap())
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&rotated)
+    );
+    assert_eq!(
+        store
+            .lookup(&spare.key_hash().unwrap())
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(&spare)
+    );
+
+    // Listing filters by partner.
+    let mut acme: Vec<String> = store
+        .list(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    acme.sort();
+    assert_eq!(acme, vec!["primary", "spare"]);
+    assert_eq!(store.list(None).await.unwrap().len(), 3);
+
+    // Removing is by partner and name; a second removal finds nothing.
+    let removed = store.remove("acme", "spare").await.unwrap();
+    assert_eq!(removed, spare);
+    assert_eq!(
+        store.lookup(&spare.key_hash().unwrap()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.remove("acme", "spare").await,
+        Err(StoreError::NotFound)
+    );
+    let (_, missing) = new_record(&pepper, "initech", "primary", None).unwrap();
+    assert_eq!(store.replace(missing).await, Err(StoreError::NotFound));
+}

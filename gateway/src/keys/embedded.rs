@@ -1,0 +1,291 @@
+//! The embedded key store: one JSON file of key hashes, replaced
+//! atomically (write to a temporary file, fsync, rename, fsync the
+//! directory), so a crash leaves either the old or the new file, never a
+//! torn one. Reads are served from memory.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::pepper::KeyHash;
+use super::store::{KeyRecord, KeyStore, StoreError};
+
+const FORMAT: u32 = 1;
+
+#[derive(Serialize, Deserialize)]
+struct FileContents {
+    format: u32,
+    keys: Vec<KeyRecord>,
+}
+
+#[derive(Default)]
+struct Index {
+    records: Vec<KeyRecord>,
+    by_hash: HashMap<KeyHash, usize>,
+}
+
+impl Index {
+    fn new(records: Vec<KeyRecord>) -> Result<Index, String> {
+        let mut by_hash = HashMap::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            let hash = r
+                .key_hash()
+                .ok_or_else(|| format!("key {} has a malformed hash", r.key_id))?;
+            by_hash.insert(hash, i);
+        }
+        Ok(Index { records, by_hash })
+    }
+}
+
+pub struct EmbeddedStore {
+    path: PathBuf,
+    /// Held for the life of the owning process (the running gateway): the
+    /// CLI sees it taken and goes through the admin API instead, so the
+    /// gateway's cache can never be bypassed.
+    _owner: Option<File>,
+    index: ArcSwap<Index>,
+    /// Serialises writers within this process; `File::lock` on the lock
+    /// file serialises them across processes (the CLI and the gateway).
+    write: Mutex<()>,
+}
+
+fn read_file(path: &Path) -> Result<Vec<KeyRecord>, String> {
+    match fs::read(path) {
+        Ok(bytes) => {
+            let contents: FileContents = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{}: not a key store file: {e}", path.display()))?;
+            if contents.format != FORMAT {
+                return Err(format!(
+                    "{}: unsupported key store format {}",
+                    path.display(),
+                    contents.format
+                ));
+            }
+            Ok(contents.keys)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_file(path: &Path, records: &[KeyRecord]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let body = serde_json::to_vec_pretty(&FileContents {
+        format: FORMAT,
+        keys: records.to_vec(),
+    })
+    .map_err(|e| format!("cannot encode key store: {e}"))?;
+    let result = (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    result.map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+impl EmbeddedStore {
+    pub fn open(path: &Path) -> Result<EmbeddedStore, String> {
+        let index = Index::new(read_file(path)?)?;
+        Ok(EmbeddedStore {
+            path: path.to_path_buf(),
+            _owner: None,
+            index: ArcSwap::from_pointee(index),
+            write: Mutex::new(()),
+        })
+    }
+
+    /// Opens the store as its only owner. `Ok(None)` means another process
+    /// (a running gateway) owns it.
+    pub fn open_owned(path: &Path) -> Result<Option<EmbeddedStore>, String> {
+        let owner_path = path.with_extension("owner");
+        let owner = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&owner_path)
+            .map_err(|e| format!("cannot open {}: {e}", owner_path.display()))?;
+        match owner.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", owner_path.display()))
+            }
+        }
+        let mut store = EmbeddedStore::open(path)?;
+        store._owner = Some(owner);
+        Ok(Some(store))
+    }
+
+    /// Read-modify-write under both locks, starting from the file (another
+    /// process may have written since we last looked).
+    fn modify<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<KeyRecord>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let _guard = self
+            .write
+            .lock()
+            .map_err(|_| StoreError::Unavailable("key store lock poisoned".into()))?;
+        let lock_path = self.path.with_extension("lock");
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+            })?;
+        lock.lock().map_err(|e| {
+            StoreError::Unavailable(format!("cannot lock {}: {e}", lock_path.display()))
+        })?;
+        let mut records = read_file(&self.path).map_err(StoreError::Unavailable)?;
+        let out = change(&mut records)?;
+        write_file(&self.path, &records).map_err(StoreError::Unavailable)?;
+        let index = Index::new(records).map_err(StoreError::Unavailable)?;
+        self.index.store(Arc::new(index));
+        Ok(out)
+    }
+
+    /// Re-reads the file (after another process changed it).
+    pub fn refresh(&self) -> Result<(), String> {
+        let index = Index::new(read_file(&self.path)?)?;
+        self.index.store(Arc::new(index));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyStore for EmbeddedStore {
+    async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let index = self.index.load();
+        Ok(index
+            .by_hash
+            .get(hash)
+            .and_then(|&i| index.records.get(i))
+            .cloned())
+    }
+
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        self.modify(|records| {
+            if records
+                .iter()
+                .any(|r| r.partner == record.partner && r.name == record.name)
+            {
+                return Err(StoreError::Conflict(format!(
+                    "partner {} already has a key named {}",
+                    record.partner, record.name
+                )));
+            }
+            records.push(record);
+            Ok(())
+        })
+    }
+
+    async fn replace(&self, record: KeyRecord) -> Result<KeyRecord, StoreError> {
+        self.modify(|records| {
+            let slot = records
+                .iter_mut()
+                .find(|r| r.partner == record.partner && r.name == record.name)
+                .ok_or(StoreError::NotFound)?;
+            Ok(std::mem::replace(slot, record))
+        })
+    }
+
+    async fn remove(&self, partner: &str, name: &str) -> Result<KeyRecord, StoreError> {
+        self.modify(|records| {
+            let pos = records
+                .iter()
+                .position(|r| r.partner == partner && r.name == name)
+                .ok_or(StoreError::NotFound)?;
+            Ok(records.remove(pos))
+        })
+    }
+
+    async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        let index = self.index.load();
+        Ok(index
+            .records
+            .iter()
+            .filter(|r| partner.is_none_or(|p| r.partner == p))
+            .cloned()
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::pepper::Pepper;
+    use crate::keys::store::new_record;
+
+    #[tokio::test]
+    async fn satisfies_the_store_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("keys.json")).unwrap();
+        crate::keys::contract::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn survives_a_restart_and_holds_no_key_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let pepper = Pepper::from_bytes([3; 32]);
+        let (key, record) = new_record(&pepper, "acme", "primary", None).unwrap();
+        EmbeddedStore::open(&path)
+            .unwrap()
+            .insert(record.clone())
+            .await
+            .unwrap();
+
+        let reopened = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(
+            reopened.lookup(&record.key_hash().unwrap()).await.unwrap(),
+            Some(record)
+        );
+        let on_disk = std::fs::read_to_string(&path).unwrap();
+        assert!(!on_disk.contains(key.reveal()));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o077,
+            0
+        );
+        // No temporary files are left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().contains(".tmp")),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        std::fs::write(&path, "{\"format\": 1, \"keys\": [").unwrap();
+        let err = EmbeddedStore::open(&path).err().unwrap();
+        assert!(err.contains("not a key store file"), "{err}");
+    }
+}

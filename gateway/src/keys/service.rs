@@ -1,0 +1,67 @@
+//! Key lifecycle operations shared by the CLI, the admin API and partner
+//! self-service. Every change also drops the changed key from this node's
+//! cache before the call returns, so the old key is refused at once.
+
+use std::sync::Arc;
+
+use super::format::NewKey;
+use super::store::{new_record, KeyRecord, StoreError};
+use super::verify::Verifier;
+
+pub struct KeyService {
+    verifier: Arc<Verifier>,
+}
+
+impl KeyService {
+    pub fn new(verifier: Arc<Verifier>) -> Self {
+        KeyService { verifier }
+    }
+
+    pub fn verifier(&self) -> &Arc<Verifier> {
+        &self.verifier
+    }
+
+    pub async fn create(
+        &self,
+        partner: &str,
+        name: &str,
+        expires_at: Option<u64>,
+    ) -> Result<(NewKey, KeyRecord), StoreError> {
+        let (key, record) = new_record(self.verifier.pepper(), partner, name, expires_at)?;
+        self.verifier.store().insert(record.clone()).await?;
+        Ok((key, record))
+    }
+
+    /// Issues a new key under the same partner and name; the old one stops
+    /// working when this returns. The expiry, if any, carries over.
+    pub async fn rotate(
+        &self,
+        partner: &str,
+        name: &str,
+    ) -> Result<(NewKey, KeyRecord), StoreError> {
+        let current = self
+            .verifier
+            .store()
+            .list(Some(partner))
+            .await?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or(StoreError::NotFound)?;
+        let (key, record) = new_record(self.verifier.pepper(), partner, name, current.expires_at)?;
+        let old = self.verifier.store().replace(record.clone()).await?;
+        self.verifier.forget(&old);
+        Ok((key, record))
+    }
+
+    pub async fn revoke(&self, partner: &str, name: &str) -> Result<KeyRecord, StoreError> {
+        let old = self.verifier.store().remove(partner, name).await?;
+        self.verifier.forget(&old);
+        Ok(old)
+    }
+
+    pub async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut records = self.verifier.store().list(partner).await?;
+        records.sort_by(|a, b| (&a.partner, &a.name).cmp(&(&b.partner, &b.name)));
+        Ok(records)
+    }
+}

@@ -1,0 +1,111 @@
+//! The key store of record: one interface, an embedded and a Redis
+//! implementation. Stores hold key hashes only, never key text.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::format::{self, NewKey};
+use super::pepper::{KeyHash, Pepper};
+
+/// One stored key: which partner it authenticates, under which name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Hex of the keyed hash; the key itself is never stored.
+    pub hash: String,
+    pub key_id: String,
+    pub partner: String,
+    /// Partners may hold several keys at once (e.g. `primary`, `migration`).
+    pub name: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds; the key is refused from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+impl KeyRecord {
+    pub fn key_hash(&self) -> Option<KeyHash> {
+        KeyHash::from_hex(&self.hash)
+    }
+
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|t| now >= t)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The store could not answer (I/O, network, timeout).
+    Unavailable(String),
+    /// The request contradicts the store's contents.
+    Conflict(String),
+    NotFound,
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Unavailable(e) => write!(f, "key store unavailable: {e}"),
+            StoreError::Conflict(e) => write!(f, "{e}"),
+            StoreError::NotFound => f.write_str("no such key"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A partner id or key name: short, and safe in logs, URLs and Redis keys.
+pub fn valid_label(label: &str) -> bool {
+    (1..=64).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError>;
+    /// Stores a new record; fails if the partner already has a key of that name.
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError>;
+    /// Atomically replaces the partner's named key with `record`; returns
+    /// the replaced record.
+    async fn replace(&self, record: KeyRecord) -> Result<KeyRecord, StoreError>;
+    async fn remove(&self, partner: &str, name: &str) -> Result<KeyRecord, StoreError>;
+    async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError>;
+}
+
+/// Builds the record for a fresh key; the caller shows the key once.
+pub fn new_record(
+    pepper: &Pepper,
+    partner: &str,
+    name: &str,
+    expires_at: Option<u64>,
+) -> Result<(NewKey, KeyRecord), StoreError> {
+    if !valid_label(partner) || !valid_label(name) {
+        return Err(StoreError::Conflict(
+            "partner ids and key names are 1-64 characters of a-z, 0-9, '-' and '_'".into(),
+        ));
+    }
+    let key = format::generate();
+    let parsed = format::parse(key.reveal().as_bytes())
+        .map_err(|_| StoreError::Conflict("generated key failed its own format check".into()))?;
+    let hash = pepper.hash(&parsed);
+    let record = KeyRecord {
+        hash: hash.to_hex(),
+        key_id: hash.key_id().to_string(),
+        partner: partner.to_string(),
+        name: name.to_string(),
+        created_at: now_secs(),
+        expires_at,
+    };
+    Ok((key, record))
+}

@@ -1,0 +1,257 @@
+//! `portcullis keys …`: operators manage keys against the configured store.
+//! When a gateway is running it owns the embedded store, so the CLI goes
+//! through that gateway's admin API (its cache must see every change);
+//! otherwise the CLI edits the store itself.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::{self, model::GatewayFile};
+use crate::keys::embedded::EmbeddedStore;
+use crate::keys::pepper::Pepper;
+use crate::keys::service::KeyService;
+use crate::keys::store::{now_secs, KeyRecord};
+use crate::keys::verify::Verifier;
+
+pub enum KeysCommand {
+    Create {
+        partner: String,
+        name: String,
+        expires_in: Option<Duration>,
+    },
+    Rotate {
+        partner: String,
+        name: String,
+    },
+    Revoke {
+        partner: String,
+        name: String,
+    },
+    List {
+        partner: Option<String>,
+    },
+}
+
+/// What an operation produced, printed the same way whichever path it took.
+enum Outcome {
+    Issued {
+        key: String,
+        record: serde_json::Value,
+    },
+    Revoked(serde_json::Value),
+    Listed(Vec<serde_json::Value>),
+}
+
+fn public(record: &KeyRecord) -> serde_json::Value {
+    serde_json::json!({
+        "key_id": record.key_id,
+        "partner": record.partner,
+        "name": record.name,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+    })
+}
+
+async fn direct(
+    settings: &GatewayFile,
+    store: EmbeddedStore,
+    cmd: &KeysCommand,
+) -> Result<Outcome, String> {
+    let pepper = Pepper::load(settings.keys.pepper_file.as_deref())?;
+    let service = KeyService::new(Arc::new(Verifier::new(
+        pepper,
+        Arc::new(store),
+        16,
+        Duration::ZERO,
+    )));
+    let err = |e: crate::keys::store::StoreError| e.to_string();
+    Ok(match cmd {
+        KeysCommand::Create {
+            partner,
+            name,
+            expires_in,
+        } => {
+            let expires_at = expires_in.map(|d| now_secs() + d.as_secs());
+            let (key, record) = service
+                .create(partner, name, expires_at)
+                .await
+                .map_err(err)?;
+            Outcome::Issued {
+                key: key.reveal().to_string(),
+                record: public(&record),
+            }
+        }
+        KeysCommand::Rotate { partner, name } => {
+            let (key, record) = service.rotate(partner, name).await.map_err(err)?;
+            Outcome::Issued {
+                key: key.reveal().to_string(),
+                record: public(&record),
+            }
+        }
+        KeysCommand::Revoke { partner, name } => {
+            Outcome::Revoked(public(&service.revoke(partner, name).await.map_err(err)?))
+        }
+        KeysCommand::List { partner } => Outcome::Listed(
+            service
+                .list(partner.as_deref())
+                .await
+                .map_err(err)?
+                .iter()
+                .map(public)
+                .collect(),
+        ),
+    })
+}
+
+/// One HTTP/1.1 exchange with the admin listener (plain, loopback).
+async fn admin_call(
+    settings: &GatewayFile,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<serde_json::Value, String> {
+    let token_file = settings.admin.token_file.as_ref().ok_or(
+        "a running gateway owns the key store; set admin.token_file so the CLI can use its admin API",
+    )?;
+    let token = std::fs::read_to_string(token_file)
+        .map_err(|e| format!("cannot read admin token file {}: {e}", token_file.display()))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: portcullis-admin\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    );
+    let addr = settings.admin.address;
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    let response = tokio::time::timeout(Duration::from_secs(30), exchange)
+        .await
+        .map_err(|_| format!("the admin API at {addr} did not answer"))?
+        .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("malformed answer from the admin API")?;
+    let status: u16 = String::from_utf8_lossy(&response[..split])
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or("malformed answer from the admin API")?;
+    let value: serde_json::Value = serde_json::from_slice(&response[split + 4..])
+        .map_err(|_| "malformed answer from the admin API")?;
+    if (200..300).contains(&status) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "the admin API refused: {} ({})",
+            value["title"].as_str().unwrap_or("error"),
+            value["code"].as_str().unwrap_or("unknown")
+        ))
+    }
+}
+
+async fn via_admin(settings: &GatewayFile, cmd: &KeysCommand) -> Result<Outcome, String> {
+    let issued = |mut v: serde_json::Value| -> Result<Outcome, String> {
+        let key = v["key"]
+            .as_str()
+            .ok_or("the admin API returned no key")?
+            .to_string();
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("key");
+        }
+        Ok(Outcome::Issued { key, record: v })
+    };
+    match cmd {
+        KeysCommand::Create {
+            partner,
+            name,
+            expires_in,
+        } => {
+            let body = serde_json::json!({
+                "partner": partner,
+                "name": name,
+                "expires_at": expires_in.map(|d| now_secs() + d.as_secs()),
+            });
+            issued(admin_call(settings, "POST", "/v1/keys", Some(body)).await?)
+        }
+        KeysCommand::Rotate { partner, name } => issued(
+            admin_call(
+                settings,
+                "POST",
+                &format!("/v1/keys/{partner}/{name}/rotate"),
+                None,
+            )
+            .await?,
+        ),
+        KeysCommand::Revoke { partner, name } => {
+            let v = admin_call(
+                settings,
+                "DELETE",
+                &format!("/v1/keys/{partner}/{name}"),
+                None,
+            )
+            .await?;
+            Ok(Outcome::Revoked(v["revoked"].clone()))
+        }
+        KeysCommand::List { partner } => {
+            let path = match partner {
+                Some(p) => format!("/v1/keys?partner={p}"),
+                None => "/v1/keys".to_string(),
+            };
+            let v = admin_call(settings, "GET", &path, None).await?;
+            Ok(Outcome::Listed(
+                v["keys"].as_array().cloned().unwrap_or_default(),
+            ))
+        }
+    }
+}
+
+fn describe(v: &serde_json::Value) -> String {
+    format!(
+        "partner={} name={} key_id={} expires_at={}",
+        v["partner"].as_str().unwrap_or("?"),
+        v["name"].as_str().unwrap_or("?"),
+        v["key_id"].as_str().unwrap_or("?"),
+        v["expires_at"]
+            .as_u64()
+            .map_or("never".to_string(), |t| t.to_string()),
+    )
+}
+
+pub fn run(config_path: &Path, cmd: KeysCommand) -> Result<(), String> {
+    let settings = config::load_settings(config_path).map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    let outcome = runtime.block_on(async {
+        match EmbeddedStore::open_owned(&settings.keys.path)? {
+            Some(store) => direct(&settings, store, &cmd).await,
+            None => via_admin(&settings, &cmd).await,
+        }
+    })?;
+    match outcome {
+        Outcome::Issued { key, record } => {
+            println!("{}", describe(&record));
+            println!("# the key is shown once; store it now");
+            // The key alone on the last line, for scripts.
+            println!("{key}");
+        }
+        Outcome::Revoked(record) => println!("revoked {}", describe(&record)),
+        Outcome::Listed(records) => {
+            for r in &records {
+                println!("{}", describe(r));
+            }
+        }
+    }
+    Ok(())
+}
