@@ -1,7 +1,8 @@
 //! `portcullis keys …`: operators manage keys against the configured store.
-//! When a gateway is running it owns the embedded store, so the CLI goes
-//! through that gateway's admin API (its cache must see every change);
-//! otherwise the CLI edits the store itself.
+//! A Redis store is changed directly (the store makes every node see it).
+//! A running gateway owns its embedded store, so the CLI goes through that
+//! gateway's admin API (its cache must see every change); with no gateway
+//! running, the CLI edits the file itself.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,11 +10,13 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::config::model::StoreKind;
 use crate::config::{self, model::GatewayFile};
 use crate::keys::embedded::EmbeddedStore;
 use crate::keys::pepper::Pepper;
+use crate::keys::redis_store::RedisStore;
 use crate::keys::service::KeyService;
-use crate::keys::store::{now_secs, KeyRecord};
+use crate::keys::store::{now_secs, KeyRecord, KeyStore};
 use crate::keys::verify::Verifier;
 
 pub enum KeysCommand {
@@ -57,16 +60,11 @@ fn public(record: &KeyRecord) -> serde_json::Value {
 
 async fn direct(
     settings: &GatewayFile,
-    store: EmbeddedStore,
+    store: Arc<dyn KeyStore>,
     cmd: &KeysCommand,
 ) -> Result<Outcome, String> {
     let pepper = Pepper::load(settings.keys.pepper_file.as_deref())?;
-    let service = KeyService::new(Arc::new(Verifier::new(
-        pepper,
-        Arc::new(store),
-        16,
-        Duration::ZERO,
-    )));
+    let service = KeyService::new(Arc::new(Verifier::new(pepper, store, 16, Duration::ZERO)));
     let err = |e: crate::keys::store::StoreError| e.to_string();
     Ok(match cmd {
         KeysCommand::Create {
@@ -234,8 +232,12 @@ pub fn run(config_path: &Path, cmd: KeysCommand) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
     let outcome = runtime.block_on(async {
+        if let (StoreKind::Redis, Some(redis)) = (settings.keys.store, &settings.keys.redis) {
+            // Redis is shared: the store itself makes every node see the change.
+            return direct(&settings, Arc::new(RedisStore::new(redis)), &cmd).await;
+        }
         match EmbeddedStore::open_owned(&settings.keys.path)? {
-            Some(store) => direct(&settings, store, &cmd).await,
+            Some(store) => direct(&settings, Arc::new(store), &cmd).await,
             None => via_admin(&settings, &cmd).await,
         }
     })?;

@@ -16,10 +16,12 @@ use pingora::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::admin_keys::{AdminToken, KeysApi};
 use crate::config;
-use crate::config::model::KeysSettings;
+use crate::config::model::{KeysSettings, StoreKind};
 use crate::conn_guard::ConnGuardApp;
 use crate::keys::embedded::EmbeddedStore;
+use crate::keys::node::{NodeAgent, NodeState};
 use crate::keys::pepper::Pepper;
+use crate::keys::redis_store::RedisStore;
 use crate::keys::service::KeyService;
 use crate::keys::verify::Verifier;
 use crate::metrics::Metrics;
@@ -41,8 +43,10 @@ pub fn check(config_path: &Path) -> Result<config::Loaded, Vec<String>> {
     if let Err(e) = Pepper::load(keys.pepper_file.as_deref()) {
         problems.push(format!("{}: keys.pepper_file: {e}", config_path.display()));
     }
-    if let Err(e) = EmbeddedStore::open(&keys.path) {
-        problems.push(format!("{}: keys.path: {e}", config_path.display()));
+    if keys.store == StoreKind::Embedded {
+        if let Err(e) = EmbeddedStore::open(&keys.path) {
+            problems.push(format!("{}: keys.path: {e}", config_path.display()));
+        }
     }
     if let Some(token) = &loaded.settings.admin.token_file {
         if let Err(e) = AdminToken::load(token) {
@@ -56,22 +60,57 @@ pub fn check(config_path: &Path) -> Result<config::Loaded, Vec<String>> {
     }
 }
 
-/// Opens the key store as its owner, with the pepper and the cache.
-fn open_keys(settings: &KeysSettings) -> Result<Arc<KeyService>, String> {
+/// The key service, and for a shared store the agent that keeps this
+/// node's lease (a background service).
+pub struct Keys {
+    pub service: Arc<KeyService>,
+    pub agent: Option<NodeAgent>,
+}
+
+/// Opens the configured key store with the pepper and the cache. The
+/// embedded store is opened as its owner.
+pub fn open_keys(settings: &KeysSettings) -> Result<Keys, String> {
     let pepper = Pepper::load(settings.pepper_file.as_deref())?;
-    let store = EmbeddedStore::open_owned(&settings.path)?.ok_or_else(|| {
-        format!(
-            "key store {} is owned by another running gateway",
-            settings.path.display()
-        )
-    })?;
-    let verifier = Verifier::new(
-        pepper,
-        Arc::new(store),
-        settings.cache_entries,
-        settings.negative_ttl,
-    );
-    Ok(Arc::new(KeyService::new(Arc::new(verifier))))
+    match (settings.store, &settings.redis) {
+        (StoreKind::Redis, Some(redis)) => {
+            let store = Arc::new(RedisStore::new(redis));
+            let verifier = Arc::new(Verifier::with_node(
+                pepper,
+                store.clone(),
+                settings.cache_entries,
+                settings.negative_ttl,
+                NodeState::shared(),
+            ));
+            let agent = NodeAgent {
+                node_id: crate::request_id::generate(),
+                store,
+                verifier: verifier.clone(),
+            };
+            Ok(Keys {
+                service: Arc::new(KeyService::new(verifier)),
+                agent: Some(agent),
+            })
+        }
+        (StoreKind::Redis, None) => Err("keys.redis is required when keys.store is redis".into()),
+        (StoreKind::Embedded, _) => {
+            let store = EmbeddedStore::open_owned(&settings.path)?.ok_or_else(|| {
+                format!(
+                    "key store {} is owned by another running gateway",
+                    settings.path.display()
+                )
+            })?;
+            let verifier = Verifier::new(
+                pepper,
+                Arc::new(store),
+                settings.cache_entries,
+                settings.negative_ttl,
+            );
+            Ok(Keys {
+                service: Arc::new(KeyService::new(Arc::new(verifier))),
+                agent: None,
+            })
+        }
+    }
 }
 
 /// A clear error now beats a pingora panic once the listener starts.
@@ -96,7 +135,10 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
             ensure_bindable("listen.plaintext", addr)?;
         }
     }
-    let keys = open_keys(&settings.keys)?;
+    let Keys {
+        service: keys,
+        agent,
+    } = open_keys(&settings.keys)?;
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     let live = Arc::new(Live::new(config_path, loaded, cert, metrics.clone()));
 
@@ -177,6 +219,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         server.add_service(plain);
     }
 
+    if let Some(agent) = agent {
+        server.add_service(background_service("portcullis key-store lease", agent));
+    }
     server.add_service(background_service(
         "portcullis reloader",
         Reloader::new(live, settings.reload.watch_interval),

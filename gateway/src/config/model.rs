@@ -163,6 +163,12 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysSettings {
+    /// `embedded` (one node, a local file) or `redis` (many nodes).
+    #[serde(default)]
+    pub store: StoreKind,
+    /// Connection to the Redis store; required when `store: redis`.
+    #[serde(default)]
+    pub redis: Option<RedisSettings>,
     /// The embedded store's file (hashes only). Relative to the gateway file.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
@@ -194,9 +200,67 @@ fn default_negative_ttl() -> Duration {
     Duration::from_secs(5)
 }
 
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Embedded,
+    Redis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db` or `rediss://…` for TLS. Put no password here.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Find the master through Redis Sentinel instead of `url`.
+    #[serde(default)]
+    pub sentinel: Option<SentinelSettings>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the Redis password (AUTH).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PEM CA certificates trusted for `rediss://` instead of the system roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Prefix of every Redis key Portcullis uses.
+    #[serde(default = "default_redis_prefix")]
+    pub prefix: String,
+    /// Longest wait for one Redis reply.
+    #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How long a node trusts its cache without hearing from Redis: the
+    /// worst-case wait of a rotation, and the outage grace for known keys.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelSettings {
+    /// The monitored master's name.
+    pub master: String,
+    /// Sentinel addresses, `host:port`.
+    pub addresses: Vec<String>,
+}
+
+fn default_redis_prefix() -> String {
+    "portcullis:".to_string()
+}
+fn default_redis_timeout() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_lease() -> Duration {
+    Duration::from_secs(2)
+}
+
 impl Default for KeysSettings {
     fn default() -> Self {
         KeysSettings {
+            store: StoreKind::Embedded,
+            redis: None,
             path: default_store_path(),
             pepper_file: None,
             header: default_key_header(),

@@ -1,7 +1,15 @@
 //! The behaviour every `KeyStore` must have; each implementation runs it.
 
 use super::pepper::Pepper;
-use super::store::{new_record, KeyStore, StoreError};
+use super::store::{new_record, KeyRecord, KeyStore, StoreError};
+
+async fn find(store: &dyn KeyStore, record: &KeyRecord) -> Option<KeyRecord> {
+    store
+        .lookup(&record.key_hash().unwrap())
+        .await
+        .unwrap()
+        .record
+}
 
 pub async fn run(store: &dyn KeyStore) {
     let pepper = Pepper::from_bytes([7; 32]);
@@ -13,16 +21,10 @@ pub async fn run(store: &dyn KeyStore) {
     store.insert(other.clone()).await.unwrap();
 
     // Lookup by hash finds exactly the record, and nothing else matches.
-    let found = store.lookup(&primary.key_hash().unwrap()).await.unwrap();
-    assert_eq!(found.as_ref(), Some(&primary));
+    assert_eq!(find(store, &primary).await, Some(primary.clone()));
+    assert_eq!(find(store, &spare).await, Some(spare.clone()));
     let (_, never_stored) = new_record(&pepper, "acme", "ghost", None).unwrap();
-    assert_eq!(
-        store
-            .lookup(&never_stored.key_hash().unwrap())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(find(store, &never_stored).await, None);
 
     // A partner cannot hold two keys of one name.
     let (_, dup) = new_record(&pepper, "acme", "primary", None).unwrap();
@@ -31,32 +33,22 @@ pub async fn run(store: &dyn KeyStore) {
         Err(StoreError::Conflict(_))
     ));
 
-    // Replacing one key leaves the partner's other keys alone.
+    // Replacing one key leaves the partner's other keys alone, and the
+    // change shows in the epoch that lookups report.
     let (_, rotated) = new_record(&pepper, "acme", "primary", None).unwrap();
-    let old = store.replace(rotated.clone()).await.unwrap();
+    let (old, epoch_after_rotation) = store.replace(rotated.clone()).await.unwrap();
     assert_eq!(old, primary);
-    assert_eq!(
-        store.lookup(&primary.key_hash().unwrap()).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .lookup(&rotated.key_hash().unwrap())
-            .await
-            .unwrap()
-            .as_ref(),
-        Some(&rotated)
-    );
-    assert_eq!(
-        store
-            .lookup(&spare.key_hash().unwrap())
-            .await
-            .unwrap()
-            .as_ref(),
-        Some(&spare)
-    );
+    assert_eq!(find(store, &primary).await, None);
+    assert_eq!(find(store, &rotated).await, Some(rotated.clone()));
+    assert_eq!(find(store, &spare).await, Some(spare.clone()));
+    let seen = store
+        .lookup(&rotated.key_hash().unwrap())
+        .await
+        .unwrap()
+        .epoch;
+    assert!(seen >= epoch_after_rotation);
 
-    // Listing filters by partner.
+    // Listing filters by partner and never loses a key.
     let mut acme: Vec<String> = store
         .list(Some("acme"))
         .await
@@ -69,12 +61,10 @@ pub async fn run(store: &dyn KeyStore) {
     assert_eq!(store.list(None).await.unwrap().len(), 3);
 
     // Removing is by partner and name; a second removal finds nothing.
-    let removed = store.remove("acme", "spare").await.unwrap();
+    let (removed, epoch_after_removal) = store.remove("acme", "spare").await.unwrap();
     assert_eq!(removed, spare);
-    assert_eq!(
-        store.lookup(&spare.key_hash().unwrap()).await.unwrap(),
-        None
-    );
+    assert!(epoch_after_removal >= epoch_after_rotation);
+    assert_eq!(find(store, &spare).await, None);
     assert_eq!(
         store.remove("acme", "spare").await,
         Err(StoreError::NotFound)

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::pepper::KeyHash;
-use super::store::{KeyRecord, KeyStore, StoreError};
+use super::store::{KeyRecord, KeyStore, Lookup, StoreError};
 
 const FORMAT: u32 = 1;
 
@@ -176,13 +176,16 @@ impl EmbeddedStore {
 
 #[async_trait]
 impl KeyStore for EmbeddedStore {
-    async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+    async fn lookup(&self, hash: &KeyHash) -> Result<Lookup, StoreError> {
         let index = self.index.load();
-        Ok(index
-            .by_hash
-            .get(hash)
-            .and_then(|&i| index.records.get(i))
-            .cloned())
+        Ok(Lookup {
+            record: index
+                .by_hash
+                .get(hash)
+                .and_then(|&i| index.records.get(i))
+                .cloned(),
+            epoch: 0,
+        })
     }
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
@@ -201,23 +204,23 @@ impl KeyStore for EmbeddedStore {
         })
     }
 
-    async fn replace(&self, record: KeyRecord) -> Result<KeyRecord, StoreError> {
+    async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError> {
         self.modify(|records| {
             let slot = records
                 .iter_mut()
                 .find(|r| r.partner == record.partner && r.name == record.name)
                 .ok_or(StoreError::NotFound)?;
-            Ok(std::mem::replace(slot, record))
+            Ok((std::mem::replace(slot, record), 0))
         })
     }
 
-    async fn remove(&self, partner: &str, name: &str) -> Result<KeyRecord, StoreError> {
+    async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError> {
         self.modify(|records| {
             let pos = records
                 .iter()
                 .position(|r| r.partner == partner && r.name == name)
                 .ok_or(StoreError::NotFound)?;
-            Ok(records.remove(pos))
+            Ok((records.remove(pos), 0))
         })
     }
 
@@ -259,7 +262,11 @@ mod tests {
 
         let reopened = EmbeddedStore::open(&path).unwrap();
         assert_eq!(
-            reopened.lookup(&record.key_hash().unwrap()).await.unwrap(),
+            reopened
+                .lookup(&record.key_hash().unwrap())
+                .await
+                .unwrap()
+                .record,
             Some(record)
         );
         let on_disk = std::fs::read_to_string(&path).unwrap();

@@ -1,11 +1,13 @@
 //! API keys: format, hashing, stores, cache and verification.
 
-#[cfg(test)]
-pub(crate) mod contract;
+#[doc(hidden)]
+pub mod contract;
 pub mod credential;
 pub mod embedded;
 pub mod format;
+pub mod node;
 pub mod pepper;
+pub mod redis_store;
 pub mod service;
 pub mod store;
 pub mod verify;

@@ -1,6 +1,7 @@
 //! Key lifecycle operations shared by the CLI, the admin API and partner
-//! self-service. Every change also drops the changed key from this node's
-//! cache before the call returns, so the old key is refused at once.
+//! self-service. A rotation or revocation returns only once no node can
+//! accept the old key: this node drops it from its cache, and the store
+//! waits until every other node has applied the change (see `node.rs`).
 
 use std::sync::Arc;
 
@@ -48,14 +49,16 @@ impl KeyService {
             .find(|r| r.name == name)
             .ok_or(StoreError::NotFound)?;
         let (key, record) = new_record(self.verifier.pepper(), partner, name, current.expires_at)?;
-        let old = self.verifier.store().replace(record.clone()).await?;
+        let (old, epoch) = self.verifier.store().replace(record.clone()).await?;
         self.verifier.forget(&old);
+        self.verifier.store().await_propagation(epoch).await?;
         Ok((key, record))
     }
 
     pub async fn revoke(&self, partner: &str, name: &str) -> Result<KeyRecord, StoreError> {
-        let old = self.verifier.store().remove(partner, name).await?;
+        let (old, epoch) = self.verifier.store().remove(partner, name).await?;
         self.verifier.forget(&old);
+        self.verifier.store().await_propagation(epoch).await?;
         Ok(old)
     }
 

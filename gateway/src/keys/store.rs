@@ -71,16 +71,30 @@ pub fn valid_label(label: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
+/// A lookup's answer, with the store's change epoch read in the same
+/// atomic step (a node must not cache an answer older than a change it has
+/// already applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lookup {
+    pub record: Option<KeyRecord>,
+    pub epoch: u64,
+}
+
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    async fn lookup(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError>;
+    async fn lookup(&self, hash: &KeyHash) -> Result<Lookup, StoreError>;
     /// Stores a new record; fails if the partner already has a key of that name.
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError>;
     /// Atomically replaces the partner's named key with `record`; returns
-    /// the replaced record.
-    async fn replace(&self, record: KeyRecord) -> Result<KeyRecord, StoreError>;
-    async fn remove(&self, partner: &str, name: &str) -> Result<KeyRecord, StoreError>;
+    /// the replaced record and the change epoch it created.
+    async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError>;
+    async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError>;
     async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Returns once no node can still accept keys changed by `epoch`.
+    /// A single-node store has nothing to wait for.
+    async fn await_propagation(&self, _epoch: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Builds the record for a fresh key; the caller shows the key once.

@@ -124,6 +124,9 @@ pub struct GatewayConfig {
     pub watch_interval: String,
     /// Extra YAML appended to the `keys:` section.
     pub keys: String,
+    /// Join the deployment of this (pepper, admin token, keys) instead of
+    /// issuing keys.
+    pub join: Option<(PathBuf, std::collections::HashMap<String, String>)>,
 }
 
 impl GatewayConfig {
@@ -135,6 +138,7 @@ impl GatewayConfig {
             plaintext: false,
             watch_interval: "0s".into(),
             keys: String::new(),
+            join: None,
         }
     }
 }
@@ -208,7 +212,18 @@ impl Gateway {
             watch = config.watch_interval,
         );
         std::fs::write(dir.path().join("portcullis.yaml"), yaml).unwrap();
-        let keys = issue_keys(dir.path()).await;
+        let keys = match &config.join {
+            Some((first_dir, keys)) => {
+                std::fs::copy(first_dir.join("pepper"), dir.path().join("pepper")).unwrap();
+                std::fs::copy(
+                    first_dir.join("admin-token"),
+                    dir.path().join("admin-token"),
+                )
+                .unwrap();
+                keys.clone()
+            }
+            None => issue_keys(dir.path()).await,
+        };
         for (name, body) in &config.policies {
             std::fs::write(dir.path().join("policies").join(name), body).unwrap();
         }
@@ -567,29 +582,168 @@ fn random_hex() -> String {
 }
 
 /// Writes the pepper and admin token, and issues a `primary` key for each
-/// test partner straight into the store (no gateway owns it yet).
+/// test partner straight into the configured store (no gateway runs yet).
 pub async fn issue_keys(dir: &Path) -> std::collections::HashMap<String, String> {
-    use portcullis::keys::{
-        embedded::EmbeddedStore, pepper::Pepper, service::KeyService, verify::Verifier,
-    };
     std::fs::write(dir.join("pepper"), random_hex()).unwrap();
     std::fs::write(dir.join("admin-token"), random_hex()).unwrap();
-    let pepper = Pepper::load(Some(&dir.join("pepper"))).unwrap();
-    let store = EmbeddedStore::open_owned(&dir.join("keys.json"))
-        .unwrap()
+    if !dir.join("portcullis.yaml").exists() {
+        std::fs::write(
+            dir.join("portcullis.yaml"),
+            "tls:\n  certificate: c\n  private_key: k\nkeys:\n  pepper_file: pepper\n",
+        )
         .unwrap();
-    let service = KeyService::new(Arc::new(Verifier::new(
-        pepper,
-        Arc::new(store),
-        16,
-        Duration::ZERO,
-    )));
+    }
+    let settings = portcullis::config::load_settings(&dir.join("portcullis.yaml")).unwrap();
+    let service = portcullis::server::open_keys(&settings.keys)
+        .unwrap()
+        .service;
     let mut keys = std::collections::HashMap::new();
     for partner in ["acme", "globex"] {
         let (key, _) = service.create(partner, "primary", None).await.unwrap();
         keys.insert(partner.to_string(), key.reveal().to_string());
     }
     keys
+}
+
+/// A real `redis-server` on a loopback port, killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        for _ in 0..5 {
+            let mut server = RedisServer {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().unwrap(),
+            };
+            if server.launch().await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// Starts (again) on the same port, with the same data directory.
+    pub async fn launch(&mut self) -> bool {
+        let child = Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (see .ci/run)");
+        self.child = Some(child);
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if redis_ping(self.port).await {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn redis_ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if s.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await, Ok(Ok(n)) if buf[..n].starts_with(b"+PONG"))
+}
+
+/// A TCP relay that a test can cut: while cut, existing connections are
+/// dropped and new ones closed at once.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(target: SocketAddr) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(tx);
+        let (c, g) = (cut.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let mut changed = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = changed.changed() => {}
+                    }
+                });
+            }
+        });
+        FaultProxy {
+            addr,
+            cut,
+            generation,
+            task,
+        }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {

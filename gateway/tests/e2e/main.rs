@@ -8,6 +8,7 @@ mod check;
 mod common;
 mod demo;
 mod protocol;
+mod redis;
 mod reload;
 mod routing;
 mod transport;

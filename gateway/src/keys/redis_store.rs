@@ -1,0 +1,499 @@
+//! The Redis key store, for many gateway nodes sharing one store of record.
+//!
+//! Layout (every name under a configurable prefix, default `portcullis:`):
+//! - `key:<hash>`        hash of one key record: partner, name, key_id, created_at, expires_at
+//! - `partner:<id>`      hash: key name → key hash, the partner's keys
+//! - `partners`          set of partner ids
+//! - `epoch`             integer, incremented by every rotation or revocation
+//! - `leases`            sorted set: node id → lease expiry (ms, Redis clock)
+//! - `acks`              hash: node id → last epoch the node has applied
+//! - channel `changes`   publishes each new epoch
+//!
+//! Changes run as Lua scripts, so each is atomic. How the epoch, leases and
+//! acknowledgements make rotation immediate on every node is in `node.rs`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{Client, Script};
+
+use super::pepper::KeyHash;
+use super::store::{KeyRecord, KeyStore, Lookup, StoreError};
+use crate::config::model::RedisSettings;
+
+const LOOKUP: &str = r"
+return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
+";
+
+const INSERT: &str = r"
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return redis.error_reply('CONFLICT') end
+redis.call('HSET', KEYS[1], 'partner', ARGV[3], 'name', ARGV[1], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+";
+
+const REPLACE: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return redis.error_reply('NOTFOUND') end
+local oldkey = ARGV[7] .. 'key:' .. old
+local fields = redis.call('HGETALL', oldkey)
+redis.call('DEL', oldkey)
+redis.call('HSET', KEYS[3], 'partner', ARGV[3], 'name', ARGV[1], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local e = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[8], e)
+return {old, fields, e}
+";
+
+const REMOVE: &str = r"
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return redis.error_reply('NOTFOUND') end
+local oldkey = ARGV[2] .. 'key:' .. old
+local fields = redis.call('HGETALL', oldkey)
+redis.call('DEL', oldkey)
+redis.call('HDEL', KEYS[1], ARGV[1])
+local e = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[3], e)
+return {old, fields, e}
+";
+
+/// Renews this node's lease and reads the current epoch, on Redis's clock.
+const RENEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 600000)
+return tonumber(redis.call('GET', KEYS[2]) or '0')
+";
+
+/// Counts live nodes that have not yet applied epoch ARGV[1], and how
+/// long (ms) until the last of their leases runs out.
+const PENDING: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'WITHSCORES')
+local pending, latest = 0, now
+for i = 1, #live, 2 do
+  local acked = tonumber(redis.call('HGET', KEYS[2], live[i]) or '0')
+  if acked < tonumber(ARGV[1]) then
+    pending = pending + 1
+    latest = math.max(latest, tonumber(live[i + 1]))
+  end
+end
+return {pending, latest - now}
+";
+
+struct Scripts {
+    lookup: Script,
+    insert: Script,
+    replace: Script,
+    remove: Script,
+    renew: Script,
+    pending: Script,
+}
+
+pub struct RedisStore {
+    settings: RedisSettings,
+    /// Made on first use, inside the runtime that serves requests (a
+    /// connection manager lives in the runtime that created it).
+    connection: tokio::sync::OnceCell<(Client, ConnectionManager)>,
+    prefix: String,
+    scripts: Scripts,
+    timeout: Duration,
+    lease: Duration,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Builds the client: a URL (`redis://` or `rediss://`), or the master
+/// that Sentinel names. The password comes from a file, never the config.
+pub async fn client(settings: &RedisSettings) -> Result<Client, String> {
+    let password = match &settings.password_file {
+        Some(path) => Some(read_secret(path)?),
+        None => None,
+    };
+    if let Some(sentinel) = &settings.sentinel {
+        let addrs: Vec<redis::ConnectionAddr> = sentinel
+            .addresses
+            .iter()
+            .map(|a| {
+                let (host, port) = a
+                    .rsplit_once(':')
+                    .ok_or(format!("sentinel address {a} needs host:port"))?;
+                let port = port
+                    .parse::<u16>()
+                    .map_err(|_| format!("sentinel address {a}: bad port"))?;
+                Ok(redis::ConnectionAddr::Tcp(host.to_string(), port))
+            })
+            .collect::<Result<_, String>>()?;
+        let mut builder = redis::sentinel::SentinelClientBuilder::new(
+            addrs,
+            &sentinel.master,
+            redis::sentinel::SentinelServerType::Master,
+        )
+        .map_err(|e| format!("sentinel: {e}"))?;
+        if let Some(p) = &password {
+            builder = builder.set_client_to_redis_password(p);
+        }
+        if let Some(u) = &settings.username {
+            builder = builder.set_client_to_redis_username(u);
+        }
+        let mut sentinel_client = builder.build().map_err(|e| format!("sentinel: {e}"))?;
+        return tokio::time::timeout(settings.timeout * 8, sentinel_client.async_get_client())
+            .await
+            .map_err(|_| "sentinel: no answer".to_string())?
+            .map_err(|e| format!("sentinel: cannot find master {}: {e}", sentinel.master));
+    }
+    let url = settings
+        .url
+        .as_deref()
+        .ok_or("keys.redis needs url or sentinel")?;
+    let mut info: redis::ConnectionInfo =
+        url.parse().map_err(|e| format!("keys.redis.url: {e}"))?;
+    let mut redis_info = info.redis_settings().clone();
+    if let Some(p) = &password {
+        redis_info = redis_info.set_password(p);
+    }
+    if let Some(u) = &settings.username {
+        redis_info = redis_info.set_username(u);
+    }
+    info = info.set_redis_settings(redis_info);
+    match &settings.ca {
+        Some(ca) => {
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+            Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                },
+            )
+            .map_err(|e| format!("keys.redis: {e}"))
+        }
+        None => Client::open(info).map_err(|e| format!("keys.redis: {e}")),
+    }
+}
+
+fn read_secret(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn record_from(hash: &str, fields: &[String]) -> Option<KeyRecord> {
+    let get = |name: &str| {
+        fields
+            .chunks(2)
+            .find(|kv| kv[0] == name)
+            .and_then(|kv| kv.get(1))
+            .cloned()
+    };
+    Some(KeyRecord {
+        hash: hash.to_string(),
+        key_id: get("key_id")?,
+        partner: get("partner")?,
+        name: get("name")?,
+        created_at: get("created_at")?.parse().ok()?,
+        expires_at: get("expires_at").and_then(|v| v.parse().ok()),
+    })
+}
+
+fn script_error(e: redis::RedisError) -> StoreError {
+    let text = e.to_string();
+    if text.contains("NOTFOUND") {
+        StoreError::NotFound
+    } else if text.contains("CONFLICT") {
+        StoreError::Conflict("the partner already has a key of that name".into())
+    } else {
+        unavailable(text)
+    }
+}
+
+impl RedisStore {
+    pub fn new(settings: &RedisSettings) -> RedisStore {
+        RedisStore {
+            settings: settings.clone(),
+            connection: tokio::sync::OnceCell::new(),
+            prefix: settings.prefix.clone(),
+            scripts: Scripts {
+                lookup: Script::new(LOOKUP),
+                insert: Script::new(INSERT),
+                replace: Script::new(REPLACE),
+                remove: Script::new(REMOVE),
+                renew: Script::new(RENEW),
+                pending: Script::new(PENDING),
+            },
+            timeout: settings.timeout,
+            lease: settings.lease,
+        }
+    }
+
+    async fn connection(&self) -> Result<&(Client, ConnectionManager), StoreError> {
+        self.connection
+            .get_or_try_init(|| async {
+                let client = client(&self.settings)
+                    .await
+                    .map_err(StoreError::Unavailable)?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout * 4))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = tokio::time::timeout(
+                    self.timeout * 8,
+                    client.get_connection_manager_with_config(config),
+                )
+                .await
+                .map_err(|_| unavailable("no answer from Redis"))?
+                .map_err(unavailable)?;
+                Ok((client, manager))
+            })
+            .await
+    }
+
+    /// How long a node may trust its cache without hearing from Redis.
+    pub fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    fn name(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        Ok(self.connection().await?.1.clone())
+    }
+
+    pub async fn client(&self) -> Result<Client, StoreError> {
+        Ok(self.connection().await?.0.clone())
+    }
+
+    pub fn channel(&self) -> String {
+        self.name("changes")
+    }
+
+    /// Bounds every call: a store that does not answer is a store that is down.
+    async fn bounded<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.timeout * 2, f)
+            .await
+            .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
+    }
+
+    /// Renews `node`'s lease for `lease`; returns the current epoch.
+    pub async fn renew(&self, node: &str, lease: Duration) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        self.bounded(async {
+            self.scripts
+                .renew
+                .key(self.name("leases"))
+                .key(self.name("epoch"))
+                .arg(node)
+                .arg(lease.as_millis() as u64)
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn ack(&self, node: &str, epoch: u64) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        self.bounded(async {
+            redis::cmd("HSET")
+                .arg(self.name("acks"))
+                .arg(node)
+                .arg(epoch)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    pub async fn leave(&self, node: &str) {
+        let Ok(mut conn) = self.conn().await else {
+            return;
+        };
+        let _ = self
+            .bounded(async {
+                redis::cmd("ZREM")
+                    .arg(self.name("leases"))
+                    .arg(node)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await;
+    }
+
+    /// (live nodes that have not applied `epoch`, ms until the last of
+    /// their leases ends).
+    pub async fn pending(&self, epoch: u64) -> Result<(u64, u64), StoreError> {
+        let mut conn = self.conn().await?;
+        self.bounded(async {
+            self.scripts
+                .pending
+                .key(self.name("leases"))
+                .key(self.name("acks"))
+                .arg(epoch)
+                .invoke_async::<(u64, u64)>(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn change(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<(KeyRecord, u64), StoreError> {
+        let mut conn = self.conn().await?;
+        let (old, fields, epoch): (String, Vec<String>, u64) = self
+            .bounded(async {
+                let mut invocation = script.prepare_invoke();
+                for k in &keys {
+                    invocation.key(k);
+                }
+                for a in &args {
+                    invocation.arg(a);
+                }
+                invocation
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(script_error)
+            })
+            .await?;
+        let record =
+            record_from(&old, &fields).ok_or_else(|| unavailable("stored record is incomplete"))?;
+        Ok((record, epoch))
+    }
+
+    fn record_args(&self, record: &KeyRecord) -> Vec<String> {
+        vec![
+            record.name.clone(),
+            record.hash.clone(),
+            record.partner.clone(),
+            record.key_id.clone(),
+            record.created_at.to_string(),
+            record.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+        ]
+    }
+}
+
+#[async_trait]
+impl KeyStore for RedisStore {
+    async fn lookup(&self, hash: &KeyHash) -> Result<Lookup, StoreError> {
+        let mut conn = self.conn().await?;
+        let hex = hash.to_hex();
+        let (fields, epoch): (Vec<String>, String) = self
+            .bounded(async {
+                self.scripts
+                    .lookup
+                    .key(self.name(&format!("key:{hex}")))
+                    .key(self.name("epoch"))
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
+        Ok(Lookup {
+            record: if fields.is_empty() {
+                None
+            } else {
+                record_from(&hex, &fields)
+            },
+            epoch: epoch.parse().unwrap_or(0),
+        })
+    }
+
+    async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let args = self.record_args(&record);
+        self.bounded(async {
+            let mut invocation = self.scripts.insert.prepare_invoke();
+            invocation
+                .key(self.name(&format!("key:{}", record.hash)))
+                .key(self.name(&format!("partner:{}", record.partner)))
+                .key(self.name("partners"));
+            for a in &args {
+                invocation.arg(a);
+            }
+            invocation
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(script_error)
+        })
+        .await
+    }
+
+    async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError> {
+        let mut args = self.record_args(&record);
+        args.push(self.prefix.clone());
+        args.push(self.channel());
+        let keys = vec![
+            self.name(&format!("partner:{}", record.partner)),
+            self.name("epoch"),
+            self.name(&format!("key:{}", record.hash)),
+        ];
+        self.change(&self.scripts.replace, keys, args).await
+    }
+
+    async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError> {
+        let keys = vec![self.name(&format!("partner:{partner}")), self.name("epoch")];
+        let args = vec![name.to_string(), self.prefix.clone(), self.channel()];
+        self.change(&self.scripts.remove, keys, args).await
+    }
+
+    async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        self.bounded(async {
+            let partners: Vec<String> = match partner {
+                Some(p) => vec![p.to_string()],
+                None => redis::cmd("SMEMBERS")
+                    .arg(self.name("partners"))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?,
+            };
+            let mut out = Vec::new();
+            for p in partners {
+                let names: Vec<String> = redis::cmd("HVALS")
+                    .arg(self.name(&format!("partner:{p}")))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                for hash in names {
+                    let fields: Vec<String> = redis::cmd("HGETALL")
+                        .arg(self.name(&format!("key:{hash}")))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(unavailable)?;
+                    if let Some(r) = record_from(&hash, &fields) {
+                        out.push(r);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn await_propagation(&self, epoch: u64) -> Result<(), StoreError> {
+        crate::keys::node::await_propagation(self, epoch).await
+    }
+}
+
+pub type SharedRedisStore = Arc<RedisStore>;

@@ -1,0 +1,311 @@
+//! The Redis key store: the shared contract, Sentinel, rotation that is
+//! immediate on every node (also with one node cut off), and outages.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portcullis::config::model::{RedisSettings, SentinelSettings};
+use portcullis::keys::redis_store::RedisStore;
+
+use crate::common::*;
+
+fn settings(url: Option<String>, sentinel: Option<SentinelSettings>) -> RedisSettings {
+    RedisSettings {
+        url,
+        sentinel,
+        username: None,
+        password_file: None,
+        ca: None,
+        prefix: format!("t{}:", rand::random::<u32>()),
+        timeout: Duration::from_millis(500),
+        lease: Duration::from_secs(1),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_satisfies_the_store_contract() {
+    let redis = RedisServer::start().await;
+    let store = RedisStore::new(&settings(Some(redis.url()), None));
+    portcullis::keys::contract::run(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_is_found_through_sentinel() {
+    let redis = RedisServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "bind 127.0.0.1\nport {port}\nsentinel monitor primary 127.0.0.1 {} 1\nsentinel down-after-milliseconds primary 1000\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    let mut sentinel = std::process::Command::new("redis-server")
+        .arg(&conf)
+        .arg("--sentinel")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("sentinel to answer", Duration::from_secs(10), || async {
+        redis_ping(port).await.then_some(())
+    })
+    .await;
+    let store = RedisStore::new(&settings(
+        None,
+        Some(SentinelSettings {
+            master: "primary".into(),
+            addresses: vec![format!("127.0.0.1:{port}")],
+        }),
+    ));
+    portcullis::keys::contract::run(&store).await;
+    let _ = sentinel.kill();
+    let _ = sentinel.wait();
+}
+
+fn redis_keys_yaml(url: &str) -> String {
+    format!("  store: redis\n  redis:\n    url: {url}\n    lease: 1s\n    timeout: 200ms\n")
+}
+
+async fn node(url: &str, up: &Upstream, join: Option<&Gateway>) -> Gateway {
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = redis_keys_yaml(url);
+    cfg.join = join.map(|g| (g.dir.path().to_path_buf(), g.keys.clone()));
+    Gateway::start(cfg).await
+}
+
+/// Sends `key` to every node in a loop; records (sent-at, status).
+fn hammer(
+    nodes: &[&Gateway],
+    key: &str,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<(Instant, u16)>>> {
+    nodes
+        .iter()
+        .map(|gw| {
+            let client = gw.client_with_key(Some(key));
+            let url = gw.url("/partners/acme/orders");
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let sent = Instant::now();
+                    let status = client
+                        .get(&url)
+                        .send()
+                        .await
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    seen.push((sent, status));
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+async fn rotate_while_hammered(
+    nodes: &[&Gateway],
+    before_rotation: impl FnOnce(),
+) -> (Vec<(Instant, u16)>, Instant, Duration) {
+    let old = nodes[0].key("acme").to_string();
+    for gw in nodes {
+        // Every node has the old key cached before the rotation.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = gw
+                .client_with_key(Some(&old))
+                .get(gw.url("/partners/acme/orders"))
+                .send()
+                .await
+                .map(|r| r.status().as_u16());
+            if matches!(s, Ok(200)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "old key refused on a node ({s:?}):\n{}",
+                gw.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks = hammer(nodes, &old, stop.clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    before_rotation();
+    let started = Instant::now();
+    let (code, out, err) = run_cli(
+        &[
+            "keys",
+            "rotate",
+            "--config",
+            "portcullis.yaml",
+            "--partner",
+            "acme",
+        ],
+        nodes[1].dir.path(),
+    );
+    let returned = Instant::now();
+    assert_eq!(code, 0, "{out}{err}");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all, returned, returned - started)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_returns_no_node_accepts_the_old_key() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    let n1 = node(&redis.url(), &up, None).await;
+    let n2 = node(&redis.url(), &up, Some(&n1)).await;
+    let n3 = node(&redis.url(), &up, Some(&n1)).await;
+    let (seen, returned, took) = rotate_while_hammered(&[&n1, &n2, &n3], || {}).await;
+    let accepted_before = seen
+        .iter()
+        .filter(|(t, s)| *t < returned && *s == 200)
+        .count();
+    let accepted_after = seen
+        .iter()
+        .filter(|(t, s)| *t >= returned && *s == 200)
+        .count();
+    let refused_after = seen
+        .iter()
+        .filter(|(t, s)| *t >= returned && *s == 401)
+        .count();
+    assert!(
+        accepted_before > 0,
+        "the old key worked before the rotation"
+    );
+    assert_eq!(
+        accepted_after, 0,
+        "old key accepted after the rotation returned"
+    );
+    assert!(refused_after > 0);
+    eprintln!("rotation with 3 live nodes took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_cannot_keep_the_old_key_alive() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    let relay = FaultProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], redis.port))).await;
+    let n1 = node(&redis.url(), &up, None).await;
+    let n2 = node(&redis.url(), &up, Some(&n1)).await;
+    let n3 = node(&format!("redis://{}", relay.addr), &up, Some(&n1)).await;
+    let (seen, returned, took) = rotate_while_hammered(&[&n1, &n2, &n3], || relay.cut()).await;
+    let accepted_after = seen
+        .iter()
+        .filter(|(t, s)| *t >= returned && *s == 200)
+        .count();
+    assert_eq!(
+        accepted_after, 0,
+        "old key accepted after the rotation returned"
+    );
+    // The cut node's lease bounds the wait.
+    assert!(took < Duration::from_secs(3), "rotation took {took:?}");
+    // Once the relay heals, the cut node serves the new key by itself.
+    relay.heal();
+    let (_, out, _) = run_cli(
+        &[
+            "keys",
+            "list",
+            "--config",
+            "portcullis.yaml",
+            "--partner",
+            "acme",
+        ],
+        n1.dir.path(),
+    );
+    assert!(out.contains("partner=acme"));
+    let new_key = {
+        let (code, out, err) = run_cli(
+            &[
+                "keys",
+                "rotate",
+                "--config",
+                "portcullis.yaml",
+                "--partner",
+                "acme",
+            ],
+            n1.dir.path(),
+        );
+        assert_eq!(code, 0, "{err}");
+        out.lines().last().unwrap().to_string()
+    };
+    eventually(
+        "the healed node to accept the new key",
+        Duration::from_secs(15),
+        || async {
+            let s = n3
+                .client_with_key(Some(&new_key))
+                .get(n3.url("/partners/acme/orders"))
+                .send()
+                .await
+                .ok()?
+                .status();
+            (s == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_bounded_and_recovers_by_itself() {
+    let mut redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    let gw = node(&redis.url(), &up, None).await;
+    let known = gw.client();
+    let url = gw.url("/partners/acme/orders");
+    assert_eq!(known.get(&url).send().await.unwrap().status(), 200);
+
+    redis.kill();
+    let killed = Instant::now();
+    // An unknown key cannot be checked: 503, not 401.
+    let stranger = gw.client_with_key(Some(gw.key("globex")));
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let resp = stranger
+        .get(gw.url("/partners/globex/orders"))
+        .send()
+        .await
+        .unwrap();
+    statuses.lock().unwrap().push(resp.status().as_u16());
+    if killed.elapsed() < Duration::from_millis(500) {
+        // (globex's key was never verified on this node, so it is not cached.)
+        assert_eq!(resp.status(), 503);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "key_store_unavailable");
+    }
+    // The verified key keeps working for at most the lease, then 503.
+    eventually(
+        "cached keys to stop working once the lease ends",
+        Duration::from_secs(10),
+        || async { (known.get(&url).send().await.ok()?.status() == 503).then_some(()) },
+    )
+    .await;
+    assert!(killed.elapsed() >= Duration::from_millis(200));
+
+    assert!(redis.launch().await, "redis restarted");
+    eventually(
+        "service to recover by itself",
+        Duration::from_secs(15),
+        || async { (known.get(&url).send().await.ok()?.status() == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        stranger
+            .get(gw.url("/partners/globex/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
