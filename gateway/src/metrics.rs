@@ -2,6 +2,7 @@
 //! route names from the configuration and stable reason codes, never raw
 //! paths or anything a client chooses.
 
+use crate::keys::verify::KeyStats;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -18,6 +19,7 @@ pub struct Metrics {
     pub cert_reloads: IntCounterVec,
     pub cert_expiry: IntGauge,
     pub header_timeouts: IntCounter,
+    pub keys: KeyStats,
 }
 
 /// Route label for requests that matched no route.
@@ -98,6 +100,13 @@ impl Metrics {
         registry.register(Box::new(cert_expiry.clone()))?;
         registry.register(Box::new(header_timeouts.clone()))?;
         registry.register(Box::new(build_info))?;
+        let keys = KeyStats::new()?;
+        keys.store_up.set(1);
+        registry.register(Box::new(keys.cache_hits.clone()))?;
+        registry.register(Box::new(keys.cache_misses.clone()))?;
+        registry.register(Box::new(keys.store_errors.clone()))?;
+        registry.register(Box::new(keys.misses_refused.clone()))?;
+        registry.register(Box::new(keys.store_up.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -109,6 +118,7 @@ impl Metrics {
             cert_reloads,
             cert_expiry,
             header_timeouts,
+            keys,
         })
     }
 

@@ -265,12 +265,17 @@ impl ProxyHttp for Gateway {
             }
         };
 
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let req = session.req_header();
         let authenticated = auth::authenticate(
             self.keys.verifier(),
             &req.headers,
             req.uri.query(),
             &self.key_header,
+            client_ip,
         )
         .await;
         let record = match authenticated {

@@ -23,7 +23,7 @@ use crate::keys::node::{NodeAgent, NodeState};
 use crate::keys::pepper::Pepper;
 use crate::keys::redis_store::RedisStore;
 use crate::keys::service::KeyService;
-use crate::keys::verify::Verifier;
+use crate::keys::verify::{KeyStats, MissLimit, Verifier};
 use crate::metrics::Metrics;
 use crate::plaintext::RedirectApp;
 use crate::proxy::Gateway;
@@ -69,18 +69,29 @@ pub struct Keys {
 
 /// Opens the configured key store with the pepper and the cache. The
 /// embedded store is opened as its owner.
-pub fn open_keys(settings: &KeysSettings) -> Result<Keys, String> {
+pub fn open_keys(settings: &KeysSettings, stats: Option<KeyStats>) -> Result<Keys, String> {
     let pepper = Pepper::load(settings.pepper_file.as_deref())?;
+    let tune = |verifier: Verifier| {
+        let verifier = verifier.with_miss_limit(MissLimit {
+            per_client: settings.unknown_key_limit,
+            window: settings.unknown_key_window,
+        });
+        match stats.clone() {
+            Some(stats) => verifier.with_stats(stats),
+            None => verifier,
+        }
+    };
     match (settings.store, &settings.redis) {
         (StoreKind::Redis, Some(redis)) => {
             let store = Arc::new(RedisStore::new(redis));
-            let verifier = Arc::new(Verifier::with_node(
+            let verifier = Arc::new(tune(Verifier::with_node(
                 pepper,
                 store.clone(),
                 settings.cache_entries,
                 settings.negative_ttl,
                 NodeState::shared(),
-            ));
+            )));
+            verifier.set_store_up(false);
             let agent = NodeAgent {
                 node_id: crate::request_id::generate(),
                 store,
@@ -99,12 +110,12 @@ pub fn open_keys(settings: &KeysSettings) -> Result<Keys, String> {
                     settings.path.display()
                 )
             })?;
-            let verifier = Verifier::new(
+            let verifier = tune(Verifier::new(
                 pepper,
                 Arc::new(store),
                 settings.cache_entries,
                 settings.negative_ttl,
-            );
+            ));
             Ok(Keys {
                 service: Arc::new(KeyService::new(Arc::new(verifier))),
                 agent: None,
@@ -135,11 +146,11 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
             ensure_bindable("listen.plaintext", addr)?;
         }
     }
+    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     let Keys {
         service: keys,
         agent,
-    } = open_keys(&settings.keys)?;
-    let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+    } = open_keys(&settings.keys, Some(metrics.keys.clone()))?;
     let live = Arc::new(Live::new(config_path, loaded, cert, metrics.clone()));
 
     let threads = match settings.server.threads {

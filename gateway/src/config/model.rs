@@ -185,6 +185,19 @@ pub struct KeysSettings {
     /// How long an unknown key is remembered as unknown.
     #[serde(default = "default_negative_ttl", with = "humantime_serde")]
     pub negative_ttl: Duration,
+    /// Unknown keys one client address may present per `unknown_key_window`
+    /// before its uncached keys are refused (429) without a store lookup.
+    #[serde(default = "default_unknown_key_limit")]
+    pub unknown_key_limit: u32,
+    #[serde(default = "default_unknown_key_window", with = "humantime_serde")]
+    pub unknown_key_window: Duration,
+}
+
+fn default_unknown_key_limit() -> u32 {
+    20
+}
+fn default_unknown_key_window() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_store_path() -> PathBuf {
@@ -266,6 +279,8 @@ impl Default for KeysSettings {
             header: default_key_header(),
             cache_entries: default_cache_entries(),
             negative_ttl: default_negative_ttl(),
+            unknown_key_limit: default_unknown_key_limit(),
+            unknown_key_window: default_unknown_key_window(),
         }
     }
 }

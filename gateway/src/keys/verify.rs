@@ -7,6 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::net::IpAddr;
+
+use prometheus::{IntCounter, IntGauge};
 use quick_cache::sync::Cache;
 
 use super::format::{self, Malformed};
@@ -20,6 +23,51 @@ enum Cached {
     Unknown(Instant),
 }
 
+/// Counters a verifier keeps; `Metrics` registers them for exposition.
+#[derive(Clone)]
+pub struct KeyStats {
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub store_errors: IntCounter,
+    pub misses_refused: IntCounter,
+    /// 1 while this node's view of the key store is current, else 0.
+    pub store_up: IntGauge,
+}
+
+impl KeyStats {
+    pub fn new() -> Result<KeyStats, prometheus::Error> {
+        Ok(KeyStats {
+            cache_hits: IntCounter::new(
+                "key_cache_hits_total",
+                "Key verifications answered from this node's cache",
+            )?,
+            cache_misses: IntCounter::new(
+                "key_cache_misses_total",
+                "Key verifications that asked the key store",
+            )?,
+            store_errors: IntCounter::new(
+                "key_store_errors_total",
+                "Key store lookups that failed",
+            )?,
+            misses_refused: IntCounter::new(
+                "key_lookups_refused_total",
+                "Lookups refused because a client presented too many unknown keys",
+            )?,
+            store_up: IntGauge::new(
+                "key_store_up",
+                "1 while this node's key cache is known to be current (lease held), else 0",
+            )?,
+        })
+    }
+}
+
+/// Limits how many unknown keys one client may have looked up per window,
+/// so guessing keys cannot become a flood of store lookups.
+pub struct MissLimit {
+    pub per_client: u32,
+    pub window: Duration,
+}
+
 #[derive(Debug)]
 pub enum Verdict {
     Valid(Arc<KeyRecord>),
@@ -30,6 +78,8 @@ pub enum Verdict {
     Expired(KeyId),
     /// The store could not answer and the cache may not be trusted.
     StoreUnavailable(KeyId),
+    /// This client presented too many unknown keys lately; not looked up.
+    TooManyUnknown(KeyId),
 }
 
 pub struct Verifier {
@@ -38,6 +88,9 @@ pub struct Verifier {
     cache: Cache<KeyHash, Cached>,
     negative_ttl: Duration,
     node: NodeState,
+    stats: Option<KeyStats>,
+    miss_limit: Option<MissLimit>,
+    misses: Cache<IpAddr, (Instant, u32)>,
 }
 
 impl Verifier {
@@ -71,7 +124,54 @@ impl Verifier {
             cache: Cache::new(cache_entries.max(1)),
             negative_ttl,
             node,
+            stats: None,
+            miss_limit: None,
+            misses: Cache::new(cache_entries.clamp(1, 100_000)),
         }
+    }
+
+    pub fn with_stats(mut self, stats: KeyStats) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    pub fn with_miss_limit(mut self, limit: MissLimit) -> Self {
+        self.miss_limit = Some(limit);
+        self
+    }
+
+    pub fn set_store_up(&self, up: bool) {
+        if let Some(stats) = &self.stats {
+            stats.store_up.set(i64::from(up));
+        }
+    }
+
+    fn count(&self, pick: impl Fn(&KeyStats) -> &IntCounter) {
+        if let Some(stats) = &self.stats {
+            pick(stats).inc();
+        }
+    }
+
+    fn over_miss_limit(&self, client: Option<IpAddr>) -> bool {
+        let (Some(limit), Some(ip)) = (&self.miss_limit, client) else {
+            return false;
+        };
+        self.misses.get(&ip).is_some_and(|(start, count)| {
+            start.elapsed() < limit.window && count >= limit.per_client
+        })
+    }
+
+    fn record_miss(&self, client: Option<IpAddr>) {
+        let (Some(limit), Some(ip)) = (&self.miss_limit, client) else {
+            return;
+        };
+        let entry = match self.misses.get(&ip) {
+            Some((start, count)) if start.elapsed() < limit.window => {
+                (start, count.saturating_add(1))
+            }
+            _ => (Instant::now(), 1),
+        };
+        self.misses.insert(ip, entry);
     }
 
     pub fn store(&self) -> &Arc<dyn KeyStore> {
@@ -91,7 +191,9 @@ impl Verifier {
         self.cache.clear();
     }
 
-    pub async fn verify(&self, presented: &[u8]) -> Verdict {
+    /// Verifies a presented key for a client (its address, for the limit
+    /// on unknown keys).
+    pub async fn verify(&self, presented: &[u8], client: Option<IpAddr>) -> Verdict {
         let Ok(parsed) = format::parse(presented).map_err(|Malformed| ()) else {
             return Verdict::Malformed;
         };
@@ -99,13 +201,22 @@ impl Verifier {
         let id = hash.key_id();
         if self.node.cache_trusted() {
             match self.cache.get(&hash) {
-                Some(Cached::Known(record)) => return Self::judge(record, id),
+                Some(Cached::Known(record)) => {
+                    self.count(|s| &s.cache_hits);
+                    return Self::judge(record, id);
+                }
                 Some(Cached::Unknown(at)) if at.elapsed() < self.negative_ttl => {
-                    return Verdict::Unknown(id)
+                    self.count(|s| &s.cache_hits);
+                    return Verdict::Unknown(id);
                 }
                 _ => {}
             }
         }
+        if self.over_miss_limit(client) {
+            self.count(|s| &s.misses_refused);
+            return Verdict::TooManyUnknown(id);
+        }
+        self.count(|s| &s.cache_misses);
         match self.store.lookup(&hash).await {
             Ok(lookup) => {
                 // An answer read before a change this node has already
@@ -123,12 +234,19 @@ impl Verifier {
                         if current {
                             self.cache.insert(hash, Cached::Unknown(Instant::now()));
                         }
+                        self.record_miss(client);
                         Verdict::Unknown(id)
                     }
                 }
             }
-            Err(StoreError::NotFound) => Verdict::Unknown(id),
-            Err(_) => Verdict::StoreUnavailable(id),
+            Err(StoreError::NotFound) => {
+                self.record_miss(client);
+                Verdict::Unknown(id)
+            }
+            Err(_) => {
+                self.count(|s| &s.store_errors);
+                Verdict::StoreUnavailable(id)
+            }
         }
     }
 

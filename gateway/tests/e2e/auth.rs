@@ -321,3 +321,47 @@ async fn the_admin_key_api_requires_its_token_and_is_not_public() {
     let resp = gw.client().get(gw.url("/v1/keys")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_guessing_keys_is_refused_before_the_store_is_asked() {
+    let up = Upstream::start().await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = "  unknown_key_limit: 3\n  unknown_key_window: 60s\n".into();
+    let gw = Gateway::start(cfg).await;
+    // acme's key is verified (and cached) before the guessing starts.
+    assert_eq!(
+        send(&gw, &format!("X-API-Key: {}\r\n", gw.key("acme")))
+            .await
+            .status,
+        200
+    );
+    for _ in 0..3 {
+        let guess = portcullis::keys::format::generate();
+        assert_problem(
+            &send(&gw, &format!("X-API-Key: {}\r\n", guess.reveal())).await,
+            401,
+            "key_invalid",
+        );
+    }
+    let misses_before = gw.metric("portcullis_key_cache_misses_total").await;
+    let guess = portcullis::keys::format::generate();
+    assert_problem(
+        &send(&gw, &format!("X-API-Key: {}\r\n", guess.reveal())).await,
+        429,
+        "too_many_unknown_keys",
+    );
+    assert_eq!(
+        gw.metric("portcullis_key_cache_misses_total").await,
+        misses_before,
+        "no store lookup"
+    );
+    assert!(gw.metric("portcullis_key_lookups_refused_total").await >= 1.0);
+    // The already-verified key keeps working.
+    assert_eq!(
+        send(&gw, &format!("X-API-Key: {}\r\n", gw.key("acme")))
+            .await
+            .status,
+        200
+    );
+    assert!(gw.metric("portcullis_key_cache_hits_total").await >= 1.0);
+}

@@ -594,7 +594,7 @@ pub async fn issue_keys(dir: &Path) -> std::collections::HashMap<String, String>
         .unwrap();
     }
     let settings = portcullis::config::load_settings(&dir.join("portcullis.yaml")).unwrap();
-    let service = portcullis::server::open_keys(&settings.keys)
+    let service = portcullis::server::open_keys(&settings.keys, None)
         .unwrap()
         .service;
     let mut keys = std::collections::HashMap::new();
@@ -609,17 +609,32 @@ pub async fn issue_keys(dir: &Path) -> std::collections::HashMap<String, String>
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+    extra: Vec<String>,
+    tls: bool,
 }
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
+        Self::start_with(Vec::new(), false).await
+    }
+
+    /// With extra `redis-server` arguments; `tls` serves TLS only (the
+    /// files `tls.pem`/`tls.key` must then be written by `prepare`).
+    pub async fn start_with_files(
+        extra: Vec<String>,
+        tls: bool,
+        prepare: impl Fn(&Path),
+    ) -> RedisServer {
         for _ in 0..5 {
             let mut server = RedisServer {
                 child: None,
                 port: free_port(),
                 dir: tempfile::tempdir().unwrap(),
+                extra: extra.clone(),
+                tls,
             };
+            prepare(server.dir.path());
             if server.launch().await {
                 return server;
             }
@@ -627,20 +642,26 @@ impl RedisServer {
         panic!("redis-server did not start");
     }
 
+    pub async fn start_with(extra: Vec<String>, tls: bool) -> RedisServer {
+        Self::start_with_files(extra, tls, |_| {}).await
+    }
+
     /// Starts (again) on the same port, with the same data directory.
     pub async fn launch(&mut self) -> bool {
+        let port = self.port.to_string();
+        let ports: Vec<&str> = if self.tls {
+            vec!["--port", "0", "--tls-port", &port]
+        } else {
+            vec!["--port", &port]
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-            ])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(ports)
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
+            .current_dir(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -648,7 +669,12 @@ impl RedisServer {
         self.child = Some(child);
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            if redis_ping(self.port).await {
+            let up = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).await.is_ok()
+            } else {
+                redis_ping(self.port).await
+            };
+            if up {
                 return true;
             }
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
@@ -685,7 +711,8 @@ pub async fn redis_ping(port: u16) -> bool {
         return false;
     }
     let mut buf = [0u8; 16];
-    matches!(tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await, Ok(Ok(n)) if buf[..n].starts_with(b"+PONG"))
+    // `+PONG`, or `-NOAUTH` from a server that requires a password: alive.
+    matches!(tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await, Ok(Ok(n)) if n > 0 && (buf[0] == b'+' || buf[0] == b'-'))
 }
 
 /// A TCP relay that a test can cut: while cut, existing connections are

@@ -309,3 +309,67 @@ async fn a_redis_outage_is_bounded_and_recovers_by_itself() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_auth_is_used_and_required() {
+    let redis = RedisServer::start_with(
+        vec![
+            "--requirepass".into(),
+            "correct-horse-battery-staple".into(),
+        ],
+        false,
+    )
+    .await;
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "correct-horse-battery-staple\n").unwrap();
+    let mut with_password = settings(Some(redis.url()), None);
+    with_password.password_file = Some(secret.path().to_path_buf());
+    portcullis::keys::contract::run(&RedisStore::new(&with_password)).await;
+
+    let without = RedisStore::new(&settings(Some(redis.url()), None));
+    let probe = portcullis::keys::pepper::KeyHash(blake3::hash(b"probe"));
+    use portcullis::keys::store::{KeyStore, StoreError};
+    let err = without.lookup(&probe).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(!err.to_string().contains("correct-horse"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls_is_verified_against_the_configured_ca() {
+    let ca = portcullis::certgen::Ca::new("Redis test CA").unwrap();
+    let leaf = ca.issue(&["localhost"]).unwrap();
+    let ca_pem = ca.cert_pem();
+    let redis = RedisServer::start_with_files(
+        [
+            "--tls-cert-file",
+            "tls.pem",
+            "--tls-key-file",
+            "tls.key",
+            "--tls-ca-cert-file",
+            "ca.pem",
+            "--tls-auth-clients",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        true,
+        |dir| {
+            std::fs::write(dir.join("tls.pem"), &leaf.cert_pem).unwrap();
+            std::fs::write(dir.join("tls.key"), &leaf.key_pem).unwrap();
+            std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+        },
+    )
+    .await;
+    // redis-server reads the TLS files relative to its working directory.
+    let url = format!("rediss://localhost:{}", redis.port);
+    let mut trusted = settings(Some(url.clone()), None);
+    trusted.ca = Some(redis.dir.path().join("ca.pem"));
+    portcullis::keys::contract::run(&RedisStore::new(&trusted)).await;
+
+    // Without our CA the server's certificate is not trusted: no connection.
+    let untrusted = RedisStore::new(&settings(Some(url), None));
+    let probe = portcullis::keys::pepper::KeyHash(blake3::hash(b"probe"));
+    use portcullis::keys::store::KeyStore;
+    assert!(untrusted.lookup(&probe).await.is_err());
+}
