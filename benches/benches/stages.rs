@@ -1,0 +1,134 @@
+//! Criterion micro-benchmarks of the request stages that exist so far.
+//! Run: `cargo bench -p portcullis-benches --bench stages`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use portcullis::keys::embedded::EmbeddedStore;
+use portcullis::keys::format;
+use portcullis::keys::node::NodeState;
+use portcullis::keys::pepper::Pepper;
+use portcullis::keys::redis_store::RedisStore;
+use portcullis::keys::service::KeyService;
+use portcullis::keys::verify::{Verdict, Verifier};
+
+/// Polls a future that completes without waiting (a cache hit) without a
+/// runtime, so the runtime's cost is not measured.
+fn ready<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("expected an immediate answer"),
+    }
+}
+
+fn keys(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("keys.json")).unwrap();
+    let verifier = Arc::new(Verifier::new(
+        Pepper::from_bytes([9; 32]),
+        Arc::new(store),
+        100_000,
+        Duration::from_secs(5),
+    ));
+    let service = KeyService::new(verifier.clone());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (key, _) = rt
+        .block_on(service.create("acme", "primary", None))
+        .unwrap();
+    let key = key.reveal().as_bytes().to_vec();
+    assert!(matches!(
+        ready(verifier.verify(&key, None)),
+        Verdict::Valid(_)
+    ));
+
+    let mut group = c.benchmark_group("key_verify");
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| ready(verifier.verify(&key, None)))
+    });
+    group.bench_function("malformed", |b| {
+        b.iter(|| ready(verifier.verify(b"ptc_live_garbage", None)))
+    });
+    let parsed_key = key.clone();
+    let pepper = Pepper::from_bytes([9; 32]);
+    group.bench_function("format_check_and_hash_only", |b| {
+        b.iter(|| {
+            let parsed = format::parse(&parsed_key).unwrap();
+            pepper.hash(&parsed)
+        })
+    });
+
+    if let Ok(redis) = portcullis_benches::Redis::start() {
+        let settings: portcullis::config::model::RedisSettings =
+            portcullis::config::model::RedisSettings {
+                url: Some(redis.url.clone()),
+                sentinel: None,
+                username: None,
+                password_file: None,
+                ca: None,
+                prefix: "bench:".into(),
+                timeout: Duration::from_millis(500),
+                lease: Duration::from_secs(2),
+            };
+        // A node without a lease never trusts its cache: every verify is a
+        // lookup in Redis.
+        let store = Arc::new(RedisStore::new(&settings));
+        let remote = Arc::new(Verifier::with_node(
+            Pepper::from_bytes([9; 32]),
+            store,
+            100_000,
+            Duration::ZERO,
+            NodeState::shared(),
+        ));
+        let (rkey, _) = rt
+            .block_on(KeyService::new(remote.clone()).create("acme", "primary", None))
+            .unwrap();
+        let rkey = rkey.reveal().as_bytes().to_vec();
+        assert!(matches!(
+            rt.block_on(remote.verify(&rkey, None)),
+            Verdict::Valid(_)
+        ));
+        group.bench_function("redis_lookup_local", |b| {
+            b.iter(|| rt.block_on(remote.verify(&rkey, None)))
+        });
+    } else {
+        eprintln!("redis-server not available: skipping redis_lookup_local");
+    }
+    group.finish();
+}
+
+fn routing(c: &mut Criterion) {
+    let mut router = portcullis::router::Router::default();
+    for i in 0..50 {
+        router
+            .insert(
+                &format!("/partners/{{partner}}/resource{i}/{{id}}"),
+                &[http::Method::GET],
+                Arc::new(i),
+            )
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("path_and_route");
+    group.bench_function("normalise_clean_path", |b| {
+        b.iter(|| portcullis::path::normalise("/partners/acme/resource42/acme-1001"))
+    });
+    group.bench_function("normalise_dirty_path", |b| {
+        b.iter(|| portcullis::path::normalise("//partners/./acme/%72esource42/x/../acme-1001"))
+    });
+    group.bench_function("route_lookup_50_routes", |b| {
+        b.iter(|| {
+            router
+                .lookup(&http::Method::GET, "/partners/acme/resource42/acme-1001")
+                .is_ok()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, keys, routing);
+criterion_main!(benches);
