@@ -86,8 +86,12 @@ impl Live {
                     || loaded.settings.server != self.startup.server
                     || loaded.settings.http.header_timeout != self.startup.http.header_timeout
                     || loaded.settings.http.h2 != self.startup.http.h2
+                    || loaded.settings.keys != self.startup.keys
+                    || loaded.settings.tls.certificate != self.startup.tls.certificate
+                    || loaded.settings.tls.private_key != self.startup.tls.private_key
+                    || loaded.settings.reload != self.startup.reload
                 {
-                    tracing::warn!("listen, admin, server, http.header_timeout and http.h2 changes take effect on restart");
+                    tracing::warn!("listen, admin, server, keys, reload, tls file and http.header_timeout/h2 changes take effect on restart");
                 }
                 self.metrics.routes.set(loaded.plan.routes as i64);
                 self.plan.store(Arc::new(loaded.plan));

@@ -124,6 +124,32 @@ pub fn open_keys(settings: &KeysSettings, stats: Option<KeyStats>) -> Result<Key
     }
 }
 
+/// The lease keeper gets a thread and runtime of its own: renewals must
+/// not wait behind request load, and its Redis connections must not depend
+/// on the runtime of any one pingora service.
+fn spawn_lease_keeper(agent: NodeAgent) -> Result<(), String> {
+    use pingora::services::background::BackgroundService;
+    std::thread::Builder::new()
+        .name("key-store-lease".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the key-store lease keeper");
+                    return;
+                }
+            };
+            // Never signalled: the lease simply lapses when the process exits.
+            let (_never, watch) = tokio::sync::watch::channel(false);
+            runtime.block_on(agent.start(watch));
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the key-store lease keeper: {e}"))
+}
+
 /// A clear error now beats a pingora panic once the listener starts.
 fn ensure_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
     TcpListener::bind(addr)
@@ -231,7 +257,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     }
 
     if let Some(agent) = agent {
-        server.add_service(background_service("portcullis key-store lease", agent));
+        spawn_lease_keeper(agent)?;
     }
     server.add_service(background_service(
         "portcullis reloader",

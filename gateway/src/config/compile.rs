@@ -150,6 +150,8 @@ pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
     settings.tls.certificate = resolve_path(&base, &settings.tls.certificate);
     settings.tls.private_key = resolve_path(&base, &settings.tls.private_key);
     settings.keys.path = resolve_path(&base, &settings.keys.path);
+    settings.server.pid_file = resolve_path(&base, &settings.server.pid_file);
+    settings.server.upgrade_sock = resolve_path(&base, &settings.server.upgrade_sock);
     settings.keys.pepper_file = settings
         .keys
         .pepper_file

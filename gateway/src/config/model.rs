@@ -312,15 +312,17 @@ pub struct ServerSettings {
     /// Worker threads per listener; 0 means one per CPU.
     #[serde(default)]
     pub threads: usize,
+    /// Written by pingora in daemon mode only (not used by `run` today).
     #[serde(default = "default_pid_file")]
     pub pid_file: PathBuf,
     /// Socket used to hand listeners to a new process on `--upgrade`.
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: PathBuf,
-    /// On shutdown, keep accepting this long before draining.
+    /// On SIGTERM/SIGQUIT, listeners stop accepting at once and in-flight
+    /// requests get this long to finish.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub grace_period: Duration,
-    /// Longest wait for in-flight requests to finish on shutdown.
+    /// After the grace period, the longest wait for worker threads to stop.
     #[serde(default = "default_drain", with = "humantime_serde")]
     pub drain_timeout: Duration,
 }
@@ -332,10 +334,10 @@ fn default_upgrade_sock() -> PathBuf {
     PathBuf::from("/tmp/portcullis_upgrade.sock")
 }
 fn default_grace() -> Duration {
-    Duration::from_secs(0)
+    Duration::from_secs(10)
 }
 fn default_drain() -> Duration {
-    Duration::from_secs(10)
+    Duration::from_secs(5)
 }
 
 impl Default for ServerSettings {

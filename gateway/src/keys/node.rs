@@ -140,6 +140,7 @@ impl NodeAgent {
                 self.verifier
                     .node()
                     .extend_trust(sent_at, self.store.lease());
+                self.verifier.set_store_up(true);
                 true
             }
             Err(e) => {

@@ -290,8 +290,25 @@ impl RedisStore {
     }
 
     /// Renews `node`'s lease for `lease`; returns the current epoch.
+    /// A fresh connection for the lease: its success or failure is a
+    /// direct reading of Redis's health, independent of the state the
+    /// request path's connection manager is in.
+    async fn fresh(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        let client = self.client().await?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout * 2))
+            .set_response_timeout(Some(self.timeout));
+        self.bounded(async {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
     pub async fn renew(&self, node: &str, lease: Duration) -> Result<u64, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.fresh().await?;
         self.bounded(async {
             self.scripts
                 .renew
@@ -307,7 +324,7 @@ impl RedisStore {
     }
 
     pub async fn ack(&self, node: &str, epoch: u64) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.fresh().await?;
         self.bounded(async {
             redis::cmd("HSET")
                 .arg(self.name("acks"))

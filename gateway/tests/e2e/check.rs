@@ -133,3 +133,28 @@ fn unknown_fields_and_bad_values_in_the_gateway_file_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn run_refuses_to_start_without_a_pepper() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/*.yaml");
+    write_gateway(p, shipped.to_str().unwrap());
+    std::fs::remove_file(p.join("pepper")).unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["run", "--config", "portcullis.yaml"])
+        .current_dir(p)
+        .env_remove("PORTCULLIS_PEPPER")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("pepper"), "{err}");
+    std::fs::write(p.join("pepper"), "not hex").unwrap();
+    let (code, _, err) = run_cli(&["check", "--config", "portcullis.yaml"], p);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("64 hexadecimal characters") && !err.contains("not hex"),
+        "{err}"
+    );
+}
