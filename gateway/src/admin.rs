@@ -9,7 +9,7 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
-use crate::admin_keys::{self, ApiResponse, KeysApi};
+use crate::admin_keys::{self, problem_response, ApiResponse, KeysApi};
 use crate::problem;
 use crate::reload::Live;
 
@@ -19,14 +19,6 @@ const MAX_BODY: usize = 16 * 1024;
 pub struct AdminApp {
     live: Arc<Live>,
     keys: KeysApi,
-}
-
-fn problem_response(reject: problem::Reject) -> ApiResponse {
-    ApiResponse {
-        status: StatusCode::from_u16(reject.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        content_type: problem::CONTENT_TYPE,
-        body: problem::render(&reject, &crate::request_id::generate(), None),
-    }
 }
 
 impl AdminApp {

@@ -81,7 +81,7 @@ pub struct ApiResponse {
     pub body: Vec<u8>,
 }
 
-fn problem_response(reject: Reject) -> ApiResponse {
+pub(crate) fn problem_response(reject: Reject) -> ApiResponse {
     ApiResponse {
         status: StatusCode::from_u16(reject.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         content_type: problem::CONTENT_TYPE,
@@ -105,19 +105,8 @@ fn store_problem(e: &StoreError) -> ApiResponse {
     }
 }
 
-/// What listings show: never the hash, never the key.
-fn public(record: &KeyRecord) -> serde_json::Value {
-    serde_json::json!({
-        "key_id": record.key_id,
-        "partner": record.partner,
-        "name": record.name,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-    })
-}
-
 fn issued(key: &str, record: &KeyRecord) -> serde_json::Value {
-    let mut v = public(record);
+    let mut v = record.summary();
     v["key"] = serde_json::Value::String(key.to_string());
     v
 }
@@ -164,7 +153,7 @@ impl KeysApi {
                 match self.keys.list(partner).await {
                     Ok(records) => json(
                         StatusCode::OK,
-                        serde_json::json!({ "keys": records.iter().map(public).collect::<Vec<_>>() }),
+                        serde_json::json!({ "keys": records.iter().map(KeyRecord::summary).collect::<Vec<_>>() }),
                     ),
                     Err(e) => store_problem(&e),
                 }
@@ -189,7 +178,7 @@ impl KeysApi {
             ("DELETE", [partner, name]) => match self.keys.revoke(partner, name).await {
                 Ok(record) => json(
                     StatusCode::OK,
-                    serde_json::json!({ "revoked": public(&record) }),
+                    serde_json::json!({ "revoked": record.summary() }),
                 ),
                 Err(e) => store_problem(&e),
             },

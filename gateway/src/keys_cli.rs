@@ -48,16 +48,6 @@ enum Outcome {
     Listed(Vec<serde_json::Value>),
 }
 
-fn public(record: &KeyRecord) -> serde_json::Value {
-    serde_json::json!({
-        "key_id": record.key_id,
-        "partner": record.partner,
-        "name": record.name,
-        "created_at": record.created_at,
-        "expires_at": record.expires_at,
-    })
-}
-
 async fn direct(
     settings: &GatewayFile,
     store: Arc<dyn KeyStore>,
@@ -79,18 +69,18 @@ async fn direct(
                 .map_err(err)?;
             Outcome::Issued {
                 key: key.reveal().to_string(),
-                record: public(&record),
+                record: record.summary(),
             }
         }
         KeysCommand::Rotate { partner, name } => {
             let (key, record) = service.rotate(partner, name).await.map_err(err)?;
             Outcome::Issued {
                 key: key.reveal().to_string(),
-                record: public(&record),
+                record: record.summary(),
             }
         }
         KeysCommand::Revoke { partner, name } => {
-            Outcome::Revoked(public(&service.revoke(partner, name).await.map_err(err)?))
+            Outcome::Revoked(service.revoke(partner, name).await.map_err(err)?.summary())
         }
         KeysCommand::List { partner } => Outcome::Listed(
             service
@@ -98,7 +88,7 @@ async fn direct(
                 .await
                 .map_err(err)?
                 .iter()
-                .map(public)
+                .map(KeyRecord::summary)
                 .collect(),
         ),
     })

@@ -33,6 +33,17 @@ impl KeyRecord {
     pub fn is_expired(&self, now: u64) -> bool {
         self.expires_at.is_some_and(|t| now >= t)
     }
+
+    /// What listings and answers show: never the hash, never the key.
+    pub fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "key_id": self.key_id,
+            "partner": self.partner,
+            "name": self.name,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
