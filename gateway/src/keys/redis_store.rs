@@ -100,7 +100,11 @@ pub struct RedisStore {
     settings: RedisSettings,
     /// Made on first use, inside the runtime that serves requests (a
     /// connection manager lives in the runtime that created it).
-    connection: tokio::sync::OnceCell<(Client, ConnectionManager)>,
+    client: tokio::sync::OnceCell<Client>,
+    manager: tokio::sync::OnceCell<ConnectionManager>,
+    /// The lease keeper's own connection, kept across renewals and dropped
+    /// on any error so the next renewal reconnects.
+    lease_conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     prefix: String,
     scripts: Scripts,
     timeout: Duration,
@@ -220,7 +224,9 @@ impl RedisStore {
     pub fn new(settings: &RedisSettings) -> RedisStore {
         RedisStore {
             settings: settings.clone(),
-            connection: tokio::sync::OnceCell::new(),
+            client: tokio::sync::OnceCell::new(),
+            manager: tokio::sync::OnceCell::new(),
+            lease_conn: tokio::sync::Mutex::new(None),
             prefix: settings.prefix.clone(),
             scripts: Scripts {
                 lookup: Script::new(LOOKUP),
@@ -235,27 +241,38 @@ impl RedisStore {
         }
     }
 
-    async fn connection(&self) -> Result<&(Client, ConnectionManager), StoreError> {
-        self.connection
+    pub async fn client(&self) -> Result<Client, StoreError> {
+        self.client
             .get_or_try_init(|| async {
-                let client = client(&self.settings)
+                client(&self.settings)
                     .await
-                    .map_err(StoreError::Unavailable)?;
+                    .map_err(StoreError::Unavailable)
+            })
+            .await
+            .cloned()
+    }
+
+    /// The request path's connection manager, made by (and driven in) the
+    /// runtime of the first request that needs it.
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let client = self.client().await?;
+        self.manager
+            .get_or_try_init(|| async {
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(self.timeout * 4))
                     .set_response_timeout(Some(self.timeout))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                let manager = tokio::time::timeout(
+                tokio::time::timeout(
                     self.timeout * 8,
                     client.get_connection_manager_with_config(config),
                 )
                 .await
                 .map_err(|_| unavailable("no answer from Redis"))?
-                .map_err(unavailable)?;
-                Ok((client, manager))
+                .map_err(unavailable)
             })
             .await
+            .cloned()
     }
 
     /// How long a node may trust its cache without hearing from Redis.
@@ -265,14 +282,6 @@ impl RedisStore {
 
     fn name(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
-    }
-
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        Ok(self.connection().await?.1.clone())
-    }
-
-    pub async fn client(&self) -> Result<Client, StoreError> {
-        Ok(self.connection().await?.0.clone())
     }
 
     pub fn channel(&self) -> String {
@@ -289,34 +298,50 @@ impl RedisStore {
             .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
     }
 
-    /// Renews `node`'s lease for `lease`; returns the current epoch.
-    /// A fresh connection for the lease: its success or failure is a
-    /// direct reading of Redis's health, independent of the state the
-    /// request path's connection manager is in.
-    async fn fresh(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
-        let client = self.client().await?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout * 2))
-            .set_response_timeout(Some(self.timeout));
-        self.bounded(async {
-            client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-                .map_err(unavailable)
-        })
-        .await
+    /// Runs one lease command on the lease keeper's own connection. Its
+    /// success or failure is a direct reading of Redis's health, apart from
+    /// the request path's connection manager.
+    async fn on_lease_conn<T>(
+        &self,
+        run: impl AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = self.lease_conn.lock().await;
+        if slot.is_none() {
+            let client = self.client().await?;
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.timeout * 2))
+                .set_response_timeout(Some(self.timeout));
+            let conn = self
+                .bounded(async {
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map_err(unavailable)
+                })
+                .await?;
+            *slot = Some(conn);
+        }
+        let Some(conn) = slot.as_mut() else {
+            return Err(unavailable("no lease connection"));
+        };
+        let result = self.bounded(run(conn)).await;
+        if result.is_err() {
+            *slot = None;
+        }
+        result
     }
 
+    /// Renews `node`'s lease for `lease`; returns the current epoch.
     pub async fn renew(&self, node: &str, lease: Duration) -> Result<u64, StoreError> {
-        let mut conn = self.fresh().await?;
-        self.bounded(async {
-            self.scripts
-                .renew
-                .key(self.name("leases"))
-                .key(self.name("epoch"))
+        let script = &self.scripts.renew;
+        let (leases, epoch) = (self.name("leases"), self.name("epoch"));
+        self.on_lease_conn(async |conn| {
+            script
+                .key(&leases)
+                .key(&epoch)
                 .arg(node)
                 .arg(lease.as_millis() as u64)
-                .invoke_async::<u64>(&mut conn)
+                .invoke_async::<u64>(conn)
                 .await
                 .map_err(unavailable)
         })
@@ -324,13 +349,13 @@ impl RedisStore {
     }
 
     pub async fn ack(&self, node: &str, epoch: u64) -> Result<(), StoreError> {
-        let mut conn = self.fresh().await?;
-        self.bounded(async {
+        let acks = self.name("acks");
+        self.on_lease_conn(async |conn| {
             redis::cmd("HSET")
-                .arg(self.name("acks"))
+                .arg(&acks)
                 .arg(node)
                 .arg(epoch)
-                .query_async::<()>(&mut conn)
+                .query_async::<()>(conn)
                 .await
                 .map_err(unavailable)
         })
