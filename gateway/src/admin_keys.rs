@@ -186,3 +186,36 @@ impl KeysApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::embedded::EmbeddedStore;
+    use crate::keys::pepper::Pepper;
+    use crate::keys::verify::Verifier;
+
+    #[tokio::test]
+    async fn without_a_token_the_key_api_is_disabled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("keys.json")).unwrap();
+        let verifier = Verifier::new(
+            Pepper::from_bytes([1; 32]),
+            Arc::new(store),
+            16,
+            std::time::Duration::ZERO,
+        );
+        let api = KeysApi::new(Arc::new(KeyService::new(Arc::new(verifier))), None);
+        let answer = api
+            .handle(
+                &http::Method::GET,
+                "/v1/keys",
+                None,
+                Some(b"Bearer anything-at-all-anything-at-all"),
+                b"",
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN);
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(body["code"], "admin_api_disabled");
+    }
+}

@@ -145,8 +145,7 @@ impl NodeAgent {
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot renew key-store lease");
-                self.verifier
-                    .set_store_up(self.verifier.node().cache_trusted());
+                self.verifier.set_store_up(false);
                 false
             }
         }

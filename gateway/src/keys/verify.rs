@@ -30,7 +30,7 @@ pub struct KeyStats {
     pub cache_misses: IntCounter,
     pub store_errors: IntCounter,
     pub misses_refused: IntCounter,
-    /// 1 while this node's view of the key store is current, else 0.
+    /// 1 while this node's last lease renewal succeeded, else 0.
     pub store_up: IntGauge,
 }
 
@@ -55,7 +55,7 @@ impl KeyStats {
             )?,
             store_up: IntGauge::new(
                 "key_store_up",
-                "1 while this node's key cache is known to be current (lease held), else 0",
+                "1 while this node's last key-store lease renewal succeeded, else 0",
             )?,
         })
     }

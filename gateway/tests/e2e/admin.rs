@@ -34,7 +34,20 @@ async fn health_readiness_and_metrics_are_served_on_the_admin_listener() {
     let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
     assert_eq!(ready["routes"], 4);
 
-    let m = gw.metrics().await;
+    // Requests are counted when they end, just after the response is
+    // written: wait for the last one to be counted.
+    let m = eventually(
+        "the requests to be counted",
+        std::time::Duration::from_secs(10),
+        || async {
+            let m = gw.metrics().await;
+            m.contains(
+                r#"portcullis_requests_total{code="route_not_found",route="-",status="404"} 1"#,
+            )
+            .then_some(m)
+        },
+    )
+    .await;
     assert!(
         m.contains(
             r#"portcullis_requests_total{code="proxied",route="list-orders",status="200"} 3"#

@@ -317,6 +317,22 @@ async fn the_admin_key_api_requires_its_token_and_is_not_public() {
     assert_eq!(status, 200);
     assert_eq!(body["keys"].as_array().unwrap().len(), 2);
     assert!(!body.to_string().contains("ptc_live_"));
+    // A second key of the same name is a conflict; an unknown one is not found.
+    let (status, body) = gw
+        .admin_api(
+            "POST",
+            "/v1/keys",
+            Some(serde_json::json!({"partner": "acme", "name": "primary"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("key_conflict")));
+    let (status, body) = gw
+        .admin_api("POST", "/v1/keys/acme/nope/rotate", None)
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("key_not_found"))
+    );
     // The same path on the public listener is just an unknown route.
     let resp = gw.client().get(gw.url("/v1/keys")).send().await.unwrap();
     assert_eq!(resp.status(), 404);

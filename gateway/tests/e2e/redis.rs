@@ -309,6 +309,16 @@ async fn a_redis_outage_is_bounded_and_recovers_by_itself() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "key_store_unavailable");
 
+    // Self-service rotation needs the store: refused, and the key stays valid.
+    let resp = known
+        .post(gw.url("/.portcullis/v1/keys/rotate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "key_rotation_failed");
+
     // Once the lease ends the verified key is refused too, within the bound.
     eventually(
         "cached keys to stop working once the lease ends",

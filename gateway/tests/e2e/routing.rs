@@ -360,3 +360,37 @@ async fn route_timeouts_override_the_upstream_defaults() {
         .unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_that_answers_garbage_is_a_problem_not_a_leak() {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"SMTP READY db-primary.internal:5432\r\n\r\n")
+                .await;
+        }
+    });
+    let up = Upstream::start().await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.policies = vec![(
+        "p.yaml".into(),
+        format!(
+            "upstreams:\n  broken:\n    url: http://{addr}\nroutes:\n  - name: broken\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: broken\n"
+        ),
+    )];
+    let gw = Gateway::start(cfg).await;
+    let resp = raw_request(
+        &gw,
+        b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_problem(&resp, 502, "upstream_error");
+    assert!(!String::from_utf8_lossy(&resp.body).contains("db-primary"));
+    server.abort();
+}
