@@ -105,7 +105,7 @@ pub async fn await_propagation(store: &RedisStore, epoch: u64) -> Result<(), Sto
             tokio::time::sleep_until((started + lease).into()).await;
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
