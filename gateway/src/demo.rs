@@ -159,6 +159,7 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -i {base}/partners/acme/orders                                  # 401 key_missing\
          \n  {c} -i -H 'X-API-Key: ptc_live_not-a-key' {base}/partners/acme/orders   # 401 key_malformed\
          \n  {c} -i '{base}/partners/acme/orders?api_key={acme}'   # 400 key_in_query\
+         \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/globex/orders   # 403 partner_mismatch\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/admin                    # 404 route_not_found\
          \n  {c} -i -H 'X-API-Key: {acme}' --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
          \n  curl -sS -i --tlsv1.1 --tls-max 1.1 --cacert {ca} {base}/   # refused: TLS 1.2+ only\
@@ -166,8 +167,8 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -X POST -H 'X-API-Key: {acme}' {base}/.portcullis/v1/keys/rotate\
          \n  # operators: portcullis keys list|create|rotate|revoke --config {config}\
          \n  curl -sS http://{admin}/metrics | grep portcullis_requests_total\
-         \n\nPartner isolation (403 for another partner's resource) and body validation (400) are\
-         \nenforced once their issues land; this demo grows with them. Ctrl-C stops everything.\n",
+         \n\nBody validation (400 for a malformed body) is enforced once its issue lands; this demo\
+         \ngrows with it. Ctrl-C stops everything.\n",
         admin = opts.admin,
         config = opts.dir.join("portcullis.yaml").display(),
         ca = ca.display(),

@@ -11,6 +11,7 @@ pub mod certgen;
 pub mod config;
 pub mod conn_guard;
 pub mod demo;
+pub mod isolation;
 pub mod keys;
 pub mod keys_cli;
 pub mod metrics;

@@ -22,7 +22,7 @@ use crate::metrics::NO_ROUTE;
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
-use crate::{auth, path, protocol, request_id, selfservice};
+use crate::{auth, isolation, path, protocol, request_id, selfservice};
 
 const HSTS: &str = "strict-transport-security";
 
@@ -64,6 +64,7 @@ pub struct RequestCtx {
 /// A request the routing stage let through.
 struct Admitted {
     route: Arc<Route>,
+    params: Vec<(String, String)>,
     /// The request target to send upstream (canonical path, original
     /// query) when it differs from what the client sent.
     new_target: Option<String>,
@@ -116,6 +117,7 @@ fn route(session: &Session, plan: &Plan, canonical: String) -> Result<Admitted, 
     };
     Ok(Admitted {
         route: matched.route.clone(),
+        params: matched.params,
         new_target,
     })
 }
@@ -295,7 +297,24 @@ impl ProxyHttp for Gateway {
         }
 
         match route(session, &plan, canonical) {
-            Ok(Admitted { route, new_target }) => {
+            Ok(Admitted {
+                route,
+                params,
+                new_target,
+            }) => {
+                if let Err(reject) = isolation::check_path_binding(&params, &record.partner) {
+                    tracing::warn!(
+                        target: "portcullis::suspicious",
+                        request_id = %ctx.request_id,
+                        partner = %record.partner,
+                        key_id = %record.key_id,
+                        route = %route.name,
+                        "request for another partner's resource refused"
+                    );
+                    ctx.route = Some(route);
+                    respond_problem(session, ctx, reject, None).await?;
+                    return Ok(true);
+                }
                 let req = session.req_header_mut();
                 if let Some(target) = new_target {
                     match target.parse::<http::Uri>() {
@@ -307,9 +326,19 @@ impl ProxyHttp for Gateway {
                     }
                 }
                 let req = session.req_header_mut();
-                // The upstream never sees a key.
+                // The upstream never sees a key, nor an identity the client claims.
                 for name in credential::headers(&self.key_header) {
                     req.remove_header(name);
+                }
+                let claimed: Vec<String> = req
+                    .headers
+                    .keys()
+                    .map(|n| n.as_str())
+                    .filter(|n| isolation::is_client_identity_header(n))
+                    .map(str::to_string)
+                    .collect();
+                for name in claimed {
+                    req.remove_header(&name);
                 }
                 req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
                 req.insert_header(PARTNER_HEADER, record.partner.as_str())?;

@@ -110,6 +110,13 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["partner"], "acme");
     let resp = client
+        .get(format!("{base}/partners/globex/orders"))
+        .header("x-api-key", &acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "another partner's resource");
+    let resp = client
         .get(format!("{base}/admin"))
         .header("x-api-key", &acme)
         .send()

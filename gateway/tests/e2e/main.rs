@@ -7,6 +7,7 @@ mod auth;
 mod check;
 mod common;
 mod demo;
+mod isolation;
 mod protocol;
 mod redis;
 mod reload;

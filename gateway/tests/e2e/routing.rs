@@ -232,7 +232,7 @@ async fn http2_requests_are_routed_and_refused_the_same_way() {
     let v: serde_json::Value = missing.json().await.unwrap();
     assert_eq!(v["code"], "route_not_found");
     let posted = client
-        .post(gw.url("/partners/globex/orders"))
+        .post(gw.url("/partners/acme/orders"))
         .header("content-type", "application/json")
         .body(r#"{"sku":"NUT-1","quantity":1}"#)
         .send()
