@@ -50,10 +50,7 @@ async fn missing_malformed_unknown_and_misplaced_keys_are_refused() {
     let globex = gw.key("globex").to_string();
     // A well-formed key that was never issued: valid prefix, alphabet and checksum.
     let unknown = {
-        let out = run_cli(
-            &["keys", "list", "--config", "portcullis.yaml"],
-            gw.dir.path(),
-        );
+        let out = keys_cli(gw.dir.path(), &["list"]);
         assert_eq!(out.0, 0, "{}", out.2);
         // Issue one from a different pepper: well-formed, unknown here.
         let dir = tempfile::tempdir().unwrap();
@@ -207,19 +204,7 @@ async fn operators_manage_keys_with_the_cli_against_a_running_gateway() {
     );
 
     // A second, named key: created through the gateway's admin API.
-    let (code, out, err) = run_cli(
-        &[
-            "keys",
-            "create",
-            "--config",
-            "portcullis.yaml",
-            "--partner",
-            "acme",
-            "--name",
-            "migration",
-        ],
-        dir,
-    );
+    let (code, out, err) = keys_cli(dir, &["create", "--partner", "acme", "--name", "migration"]);
     assert_eq!(code, 0, "{err}");
     let second = out.lines().last().unwrap().to_string();
     assert!(second.starts_with("ptc_live_"), "{out}");
@@ -229,17 +214,7 @@ async fn operators_manage_keys_with_the_cli_against_a_running_gateway() {
     );
 
     // Rotating primary kills the old primary at once, leaves the second alone.
-    let (code, out, err) = run_cli(
-        &[
-            "keys",
-            "rotate",
-            "--config",
-            "portcullis.yaml",
-            "--partner",
-            "acme",
-        ],
-        dir,
-    );
+    let (code, out, err) = keys_cli(dir, &["rotate", "--partner", "acme"]);
     assert_eq!(code, 0, "{err}");
     let rotated = out.lines().last().unwrap().to_string();
     assert_problem(
@@ -257,54 +232,20 @@ async fn operators_manage_keys_with_the_cli_against_a_running_gateway() {
     );
 
     // Listing never shows secrets.
-    let (code, out, _) = run_cli(
-        &[
-            "keys",
-            "list",
-            "--config",
-            "portcullis.yaml",
-            "--partner",
-            "acme",
-        ],
-        dir,
-    );
+    let (code, out, _) = keys_cli(dir, &["list", "--partner", "acme"]);
     assert_eq!(code, 0);
     assert_eq!(out.lines().count(), 2, "{out}");
     assert!(!out.contains("ptc_live_"), "{out}");
 
     // Revoking is immediate too.
-    let (code, _, err) = run_cli(
-        &[
-            "keys",
-            "revoke",
-            "--config",
-            "portcullis.yaml",
-            "--partner",
-            "acme",
-            "--name",
-            "migration",
-        ],
-        dir,
-    );
+    let (code, _, err) = keys_cli(dir, &["revoke", "--partner", "acme", "--name", "migration"]);
     assert_eq!(code, 0, "{err}");
     assert_problem(
         &send(&gw, &format!("X-API-Key: {second}\r\n")).await,
         401,
         "key_invalid",
     );
-    let (code, _, err) = run_cli(
-        &[
-            "keys",
-            "revoke",
-            "--config",
-            "portcullis.yaml",
-            "--partner",
-            "acme",
-            "--name",
-            "migration",
-        ],
-        dir,
-    );
+    let (code, _, err) = keys_cli(dir, &["revoke", "--partner", "acme", "--name", "migration"]);
     assert_eq!(code, 1);
     assert!(err.contains("key_not_found"), "{err}");
 }
@@ -388,4 +329,29 @@ async fn a_client_guessing_keys_is_refused_before_the_store_is_asked() {
         200
     );
     assert!(gw.metric("portcullis_key_cache_hits_total").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_service_rotation_only_answers_post() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let resp = raw_request(
+        &gw,
+        b"GET /.portcullis/v1/keys/rotate HTTP/1.1\r\nHost: gateway.test\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_problem(&resp, 405, "method_not_allowed");
+    assert_eq!(resp.header("allow"), Some("POST"));
+    // The key was not rotated, and nothing reached the upstream.
+    assert_eq!(
+        gw.client()
+            .get(gw.url("/partners/acme/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(up.recorder.len(), 1);
 }

@@ -773,6 +773,14 @@ impl Drop for FaultProxy {
     }
 }
 
+/// `portcullis keys ARGS --config portcullis.yaml` in `dir`.
+pub fn keys_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut full = vec!["keys"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["--config", "portcullis.yaml"]);
+    run_cli(&full, dir)
+}
+
 pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
     let out = Command::new(binary())
         .args(args)

@@ -160,17 +160,7 @@ async fn rotate_while_hammered(
     tokio::time::sleep(Duration::from_millis(200)).await;
     before_rotation();
     let started = Instant::now();
-    let (code, out, err) = run_cli(
-        &[
-            "keys",
-            "rotate",
-            "--config",
-            "portcullis.yaml",
-            "--partner",
-            "acme",
-        ],
-        nodes[1].dir.path(),
-    );
+    let (code, out, err) = keys_cli(nodes[1].dir.path(), &["rotate", "--partner", "acme"]);
     let returned = Instant::now();
     assert_eq!(code, 0, "{out}{err}");
     tokio::time::sleep(Duration::from_millis(400)).await;
@@ -235,30 +225,10 @@ async fn a_node_cut_off_from_redis_cannot_keep_the_old_key_alive() {
     assert!(took < Duration::from_secs(3), "rotation took {took:?}");
     // Once the relay heals, the cut node serves the new key by itself.
     relay.heal();
-    let (_, out, _) = run_cli(
-        &[
-            "keys",
-            "list",
-            "--config",
-            "portcullis.yaml",
-            "--partner",
-            "acme",
-        ],
-        n1.dir.path(),
-    );
+    let (_, out, _) = keys_cli(n1.dir.path(), &["list", "--partner", "acme"]);
     assert!(out.contains("partner=acme"));
     let new_key = {
-        let (code, out, err) = run_cli(
-            &[
-                "keys",
-                "rotate",
-                "--config",
-                "portcullis.yaml",
-                "--partner",
-                "acme",
-            ],
-            n1.dir.path(),
-        );
+        let (code, out, err) = keys_cli(n1.dir.path(), &["rotate", "--partner", "acme"]);
         assert_eq!(code, 0, "{err}");
         out.lines().last().unwrap().to_string()
     };
