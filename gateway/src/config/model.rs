@@ -29,6 +29,8 @@ pub struct GatewayFile {
     pub reload: Reload,
     #[serde(default)]
     pub server: ServerSettings,
+    #[serde(default)]
+    pub identity: IdentitySettings,
 }
 
 fn default_policies() -> Vec<Spanned<String>> {
@@ -352,14 +354,139 @@ impl Default for ServerSettings {
     }
 }
 
-/// One policy file: upstreams and the routes that reach them.
+/// How the gateway tells an upstream who is calling.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// Request headers removed before forwarding, so a client cannot claim
+    /// an identity or origin the upstream might believe. A trailing `*`
+    /// matches any suffix; matching ignores case.
+    #[serde(default = "default_strip_headers")]
+    pub strip_headers: Vec<String>,
+    /// A signed statement of partner, request id, method, path and time,
+    /// sent with every forwarded request. Off when absent.
+    #[serde(default)]
+    pub assertion: Option<AssertionSettings>,
+}
+
+fn default_strip_headers() -> Vec<String> {
+    [
+        "x-partner-*",
+        "forwarded",
+        "x-forwarded-*",
+        "x-real-ip",
+        "x-client-ip",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        IdentitySettings {
+            strip_headers: default_strip_headers(),
+            assertion: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssertionAlgorithm {
+    /// EdDSA over Ed25519: upstreams verify with the public key only.
+    Ed25519,
+    /// HS256: faster, but every upstream holds the signing secret.
+    HmacSha256,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertionSettings {
+    pub algorithm: AssertionAlgorithm,
+    /// Ed25519: a PKCS#8 PEM private key. HMAC: 64 hex characters (32
+    /// bytes). Relative to the gateway file.
+    pub key_file: PathBuf,
+    #[serde(default = "default_assertion_header")]
+    pub header: String,
+    /// How long an assertion stays valid after it is issued.
+    #[serde(default = "default_assertion_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+fn default_assertion_header() -> String {
+    "x-portcullis-assertion".to_string()
+}
+fn default_assertion_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+
+/// One policy file: partners, upstreams and the routes that reach them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     #[serde(default)]
+    pub partners: BTreeMap<String, Spanned<PartnerSpec>>,
+    #[serde(default)]
     pub upstreams: BTreeMap<String, Spanned<UpstreamSpec>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RouteSpec>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartnerStatus {
+    #[default]
+    Active,
+    Suspended,
+}
+
+/// A partner allowed through the gateway. Keys of partners not declared
+/// in any policy file are refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSpec {
+    #[serde(default)]
+    pub status: PartnerStatus,
+    /// Scopes held; a route that lists scopes needs all of them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When given, the only route names this partner may use.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    /// When given, requests must come from these networks (CIDR, or a
+    /// single address).
+    #[serde(default)]
+    pub allow_ips: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: PartnerLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerLimits {
+    /// Requests of this partner in flight at once on one node; more get 429.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+}
+
+/// Where a request names the partner it is for. Every value given must
+/// equal the authenticated partner.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindSpec {
+    /// Path parameter; defaults to `partner` when the template has `{partner}`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Query parameter name.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Request header name.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// JSON pointer into the request body (RFC 6901).
+    #[serde(default)]
+    pub body: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,4 +536,27 @@ pub struct RouteSpec {
     pub upstream: Spanned<String>,
     #[serde(default)]
     pub timeouts: TimeoutSpec,
+    /// Scopes a partner must hold (all of them) to use this route.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub bind: BindSpec,
+    /// JSON pointer into the response that must equal the caller's partner
+    /// id; `*` walks every element of an array (`/items/*/partner`).
+    /// Otherwise the response is replaced by a 502.
+    #[serde(default)]
+    pub response_bind: Option<String>,
+    /// Largest request body accepted; bigger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest response buffered for `response_bind`; bigger ones get 502.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_response_bytes() -> usize {
+    4 * 1024 * 1024
 }
