@@ -92,11 +92,12 @@ fn gateway_yaml(opts: &DemoOptions) -> String {
 fn policy_yaml(upstream: SocketAddr) -> String {
     format!(
         "# Written by `portcullis demo`: the example orders service behind the gateway.\n\
+         partners:\n  acme:\n    scopes: [orders:read, orders:write]\n  globex:\n    scopes: [orders:read]\n\
          upstreams:\n  orders:\n    url: http://{upstream}\n    timeouts:\n      connect: 2s\n      read: 10s\n      total: 30s\n\
          routes:\n\
-         \x20 - name: list-orders\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n\
-         \x20 - name: create-order\n    methods: [POST]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n\
-         \x20 - name: get-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}\n    upstream: orders\n"
+         \x20 - name: list-orders\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n\
+         \x20 - name: create-order\n    methods: [POST]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n    scopes: [orders:write]\n\
+         \x20 - name: get-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n"
     )
 }
 

@@ -1,6 +1,12 @@
-//! Partner isolation, the part that exists so far: a route whose path
-//! template names a `{partner}` serves only the partner that authenticated,
-//! and identity headers a client sends never reach the upstream.
+//! Partner isolation: who may call at all, which routes, from where, and
+//! that every place a request names a partner names the caller. Pure
+//! functions over compiled policy; the body binding lives in `body.rs`.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderName};
+use ipnet::IpNet;
 
 use crate::problem::Reject;
 
@@ -9,33 +15,222 @@ pub const PARTNER_MISMATCH: Reject = Reject::new(
     "partner_mismatch",
     "The request names another partner's resource",
 );
+pub const PARTNER_UNKNOWN: Reject = Reject::new(
+    403,
+    "partner_unknown",
+    "The API key belongs to a partner that is not configured",
+);
+pub const PARTNER_SUSPENDED: Reject =
+    Reject::new(403, "partner_suspended", "The partner is suspended");
+pub const IP_NOT_ALLOWED: Reject = Reject::new(
+    403,
+    "ip_not_allowed",
+    "The partner may not call from this network address",
+);
+pub const SCOPE_DENIED: Reject = Reject::new(
+    403,
+    "scope_denied",
+    "The partner lacks a scope this route requires",
+);
+pub const ROUTE_NOT_PERMITTED: Reject = Reject::new(
+    403,
+    "route_not_permitted",
+    "The partner is not permitted to use this route",
+);
+pub const BINDING_MISSING: Reject = Reject::new(
+    400,
+    "partner_binding_missing",
+    "The request must name its partner and does not",
+);
+pub const CONCURRENCY_LIMITED: Reject = Reject::new(
+    429,
+    "partner_concurrency_limit",
+    "Too many requests of this partner are in flight; retry shortly",
+);
 
-/// The path parameter that binds a route to the authenticated partner.
+/// The path parameter that binds a route to its partner unless the route
+/// names another.
 pub const PARTNER_PARAM: &str = "partner";
 
-/// Checks the `{partner}` path parameter, if the route has one. The
-/// comparison is exact: `ACME` is not `acme`.
-pub fn check_path_binding(params: &[(String, String)], partner: &str) -> Result<(), Reject> {
-    match params.iter().find(|(name, _)| name == PARTNER_PARAM) {
-        Some((_, value)) if value != partner => Err(PARTNER_MISMATCH),
-        _ => Ok(()),
+/// A partner as compiled from policy.
+#[derive(Debug)]
+pub struct Partner {
+    pub id: String,
+    pub suspended: bool,
+    pub scopes: HashSet<String>,
+    pub routes: Option<HashSet<String>>,
+    pub allow_ips: Option<Vec<IpNet>>,
+    pub max_concurrent: Option<u32>,
+}
+
+/// Partner-level checks, before any route is considered.
+pub fn admit_partner(partner: Option<&Partner>, client: Option<IpAddr>) -> Result<(), Reject> {
+    let partner = partner.ok_or(PARTNER_UNKNOWN)?;
+    if partner.suspended {
+        return Err(PARTNER_SUSPENDED);
+    }
+    if let Some(nets) = &partner.allow_ips {
+        // An address we cannot see (a Unix socket) is not in any network.
+        let allowed = client.is_some_and(|ip| {
+            let ip = canonical_ip(ip);
+            nets.iter().any(|n| n.contains(&ip))
+        });
+        if !allowed {
+            return Err(IP_NOT_ALLOWED);
+        }
+    }
+    Ok(())
+}
+
+/// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`; an
+/// allow-list written as IPv4 must still match them.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
-/// Headers through which a client could claim an identity or origin the
-/// upstream might believe; they are removed before forwarding.
-pub fn is_client_identity_header(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.starts_with("x-partner-")
-        || name.starts_with("x-forwarded-")
-        || name == "forwarded"
-        || name == "x-real-ip"
-        || name == "x-client-ip"
+/// Whether the partner may use a route with these scopes and this name.
+pub fn admit_route(partner: &Partner, route_name: &str, scopes: &[String]) -> Result<(), Reject> {
+    if let Some(routes) = &partner.routes {
+        if !routes.contains(route_name) {
+            return Err(ROUTE_NOT_PERMITTED);
+        }
+    }
+    if !scopes.iter().all(|s| partner.scopes.contains(s)) {
+        return Err(SCOPE_DENIED);
+    }
+    Ok(())
+}
+
+/// Where a route finds the partner a request is for (compiled `bind:`).
+#[derive(Debug, Clone, Default)]
+pub struct Binding {
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub header: Option<HeaderName>,
+    /// JSON pointer into the request body, checked once the body is read.
+    pub body: Option<crate::body::Pointer>,
+}
+
+impl Binding {
+    pub fn needs_body(&self) -> bool {
+        self.body.is_some()
+    }
+}
+
+/// Checks the path, query and header bindings. Every occurrence must name
+/// the caller exactly (`ACME` is not `acme`); a binding the route declares
+/// but the request lacks is a 400.
+pub fn check_bindings(
+    binding: &Binding,
+    params: &[(String, String)],
+    query: Option<&str>,
+    headers: &HeaderMap,
+    partner: &str,
+) -> Result<(), Reject> {
+    if let Some(name) = &binding.path {
+        match params.iter().find(|(n, _)| n == name) {
+            Some((_, value)) if value == partner => {}
+            Some(_) => return Err(PARTNER_MISMATCH),
+            None => return Err(BINDING_MISSING),
+        }
+    }
+    if let Some(name) = &binding.query {
+        check_query(name, query, partner)?;
+    }
+    if let Some(name) = &binding.header {
+        let mut seen = false;
+        for value in headers.get_all(name) {
+            seen = true;
+            if value.as_bytes() != partner.as_bytes() {
+                return Err(PARTNER_MISMATCH);
+            }
+        }
+        if !seen {
+            return Err(BINDING_MISSING);
+        }
+    }
+    Ok(())
+}
+
+/// Upstream frameworks disagree on query parsing: some take the first of
+/// repeated parameters, some the last, some match names without regard to
+/// case or split on `;` too. So every candidate any of them could see must
+/// name the caller: names are percent- and `+`-decoded and compared
+/// ignoring ASCII case, and pairs are split on both `&` and `;`.
+fn check_query(name: &str, query: Option<&str>, partner: &str) -> Result<(), Reject> {
+    let mut seen = false;
+    for pair in query.unwrap_or("").split(['&', ';']) {
+        let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !decode_component(raw_key).eq_ignore_ascii_case(name) {
+            continue;
+        }
+        seen = true;
+        if decode_component(raw_value) != partner {
+            return Err(PARTNER_MISMATCH);
+        }
+    }
+    if seen {
+        Ok(())
+    } else {
+        Err(BINDING_MISSING)
+    }
+}
+
+fn decode_component(raw: &str) -> String {
+    let plus_as_space = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Request headers through which a client could claim an identity or
+/// origin; compiled from `identity.strip_headers`.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    exact: HashSet<String>,
+    prefixes: Vec<String>,
+}
+
+impl IdentityHeaders {
+    pub fn new(patterns: &[String]) -> IdentityHeaders {
+        let mut exact = HashSet::new();
+        let mut prefixes = Vec::new();
+        for p in patterns {
+            let p = p.to_ascii_lowercase();
+            match p.strip_suffix('*') {
+                Some(prefix) => prefixes.push(prefix.to_string()),
+                None => {
+                    exact.insert(p);
+                }
+            }
+        }
+        IdentityHeaders { exact, prefixes }
+    }
+
+    /// `name` is a lower-case header name, as `http` stores them.
+    pub fn matches(&self, name: &str) -> bool {
+        self.exact.contains(name) || self.prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
+
+    fn partner() -> Partner {
+        Partner {
+            id: "acme".into(),
+            suspended: false,
+            scopes: ["orders:read".to_string()].into(),
+            routes: None,
+            allow_ips: None,
+            max_concurrent: None,
+        }
+    }
 
     fn params(partner: &str) -> Vec<(String, String)> {
         vec![
@@ -44,37 +239,138 @@ mod tests {
         ]
     }
 
+    fn path_binding() -> Binding {
+        Binding {
+            path: Some("partner".into()),
+            ..Binding::default()
+        }
+    }
+
     #[test]
-    fn only_the_authenticated_partner_passes() {
-        assert!(check_path_binding(&params("acme"), "acme").is_ok());
+    fn path_binding_accepts_only_the_caller() {
+        let h = HeaderMap::new();
+        let b = path_binding();
+        assert!(check_bindings(&b, &params("acme"), None, &h, "acme").is_ok());
+        for other in ["globex", "ACME", "acme ", "acme."] {
+            assert_eq!(
+                check_bindings(&b, &params(other), None, &h, "acme"),
+                Err(PARTNER_MISMATCH),
+                "{other}"
+            );
+        }
         assert_eq!(
-            check_path_binding(&params("globex"), "acme"),
+            check_bindings(&b, &[("id".into(), "7".into())], None, &h, "acme"),
+            Err(BINDING_MISSING)
+        );
+    }
+
+    #[test]
+    fn every_query_candidate_must_name_the_caller() {
+        let h = HeaderMap::new();
+        let b = Binding {
+            query: Some("partner".into()),
+            ..Binding::default()
+        };
+        let check = |q: Option<&str>| check_bindings(&b, &[], q, &h, "acme");
+        assert!(check(Some("partner=acme&limit=5")).is_ok());
+        assert!(check(Some("partner=acme&partner=acme")).is_ok());
+        assert!(check(Some("partner=%61cme")).is_ok());
+        for q in [
+            "partner=globex",
+            "partner=acme&partner=globex",
+            "partner=globex&partner=acme",
+            "Partner=globex&partner=acme",
+            "p%61rtner=globex&partner=acme",
+            "partner=acme;partner=globex",
+            "partner=acme+",
+            "partner=",
+            "partner",
+            "partner=%FF",
+        ] {
+            assert_eq!(check(Some(q)), Err(PARTNER_MISMATCH), "{q}");
+        }
+        assert_eq!(check(None), Err(BINDING_MISSING));
+        assert_eq!(check(Some("limit=5")), Err(BINDING_MISSING));
+    }
+
+    #[test]
+    fn every_header_value_must_name_the_caller() {
+        let b = Binding {
+            header: Some(HeaderName::from_static("x-account")),
+            ..Binding::default()
+        };
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            check_bindings(&b, &[], None, &h, "acme"),
+            Err(BINDING_MISSING)
+        );
+        h.append("x-account", HeaderValue::from_static("acme"));
+        assert!(check_bindings(&b, &[], None, &h, "acme").is_ok());
+        h.append("x-account", HeaderValue::from_static("globex"));
+        assert_eq!(
+            check_bindings(&b, &[], None, &h, "acme"),
             Err(PARTNER_MISMATCH)
         );
+        let mut folded = HeaderMap::new();
+        folded.append("x-account", HeaderValue::from_static("acme, globex"));
         assert_eq!(
-            check_path_binding(&params("ACME"), "acme"),
+            check_bindings(&b, &[], None, &folded, "acme"),
             Err(PARTNER_MISMATCH)
         );
+    }
+
+    #[test]
+    fn partner_admission() {
+        let mut p = partner();
+        assert_eq!(admit_partner(None, None), Err(PARTNER_UNKNOWN));
+        assert!(admit_partner(Some(&p), None).is_ok());
+        p.allow_ips = Some(vec!["10.0.0.0/8".parse().unwrap()]);
+        let inside: IpAddr = "10.1.2.3".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        let outside: IpAddr = "192.168.1.1".parse().unwrap();
+        assert!(admit_partner(Some(&p), Some(inside)).is_ok());
+        assert!(admit_partner(Some(&p), Some(mapped)).is_ok());
+        assert_eq!(admit_partner(Some(&p), Some(outside)), Err(IP_NOT_ALLOWED));
+        assert_eq!(admit_partner(Some(&p), None), Err(IP_NOT_ALLOWED));
+        p.suspended = true;
         assert_eq!(
-            check_path_binding(&params("acme "), "acme"),
-            Err(PARTNER_MISMATCH)
+            admit_partner(Some(&p), Some(inside)),
+            Err(PARTNER_SUSPENDED)
         );
-        assert!(check_path_binding(&[("id".into(), "7".into())], "acme").is_ok());
+    }
+
+    #[test]
+    fn route_admission() {
+        let mut p = partner();
+        assert!(admit_route(&p, "list", &["orders:read".into()]).is_ok());
+        assert!(admit_route(&p, "list", &[]).is_ok());
+        assert_eq!(
+            admit_route(&p, "create", &["orders:read".into(), "orders:write".into()]),
+            Err(SCOPE_DENIED)
+        );
+        p.routes = Some(["list".to_string()].into());
+        assert_eq!(admit_route(&p, "other", &[]), Err(ROUTE_NOT_PERMITTED));
     }
 
     #[test]
     fn identity_headers_are_recognised() {
+        let ids = IdentityHeaders::new(&[
+            "X-Partner-*".into(),
+            "forwarded".into(),
+            "x-forwarded-*".into(),
+            "x-real-ip".into(),
+        ]);
         for h in [
-            "X-Partner-Id",
+            "x-partner-id",
             "x-partner-role",
-            "Forwarded",
-            "X-Forwarded-For",
-            "X-Real-IP",
+            "forwarded",
+            "x-forwarded-for",
+            "x-real-ip",
         ] {
-            assert!(is_client_identity_header(h), "{h}");
+            assert!(ids.matches(h), "{h}");
         }
-        for h in ["x-request-id", "content-type", "x-partnerid"] {
-            assert!(!is_client_identity_header(h), "{h}");
+        for h in ["x-request-id", "content-type", "x-partnerid", "forwarded-x"] {
+            assert!(!ids.matches(h), "{h}");
         }
     }
 }

@@ -7,10 +7,13 @@
 pub mod admin;
 pub mod admin_keys;
 pub mod auth;
+pub mod body;
+pub mod buffered;
 pub mod certgen;
 pub mod config;
 pub mod conn_guard;
 pub mod demo;
+pub mod inflight;
 pub mod isolation;
 pub mod keys;
 pub mod keys_cli;

@@ -16,13 +16,14 @@ use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::config::{Plan, Route};
 use crate::conn_guard::GuardedStream;
+use crate::inflight::{InFlight, Permit};
 use crate::keys::credential;
 use crate::keys::service::KeyService;
 use crate::metrics::NO_ROUTE;
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
-use crate::{auth, isolation, path, protocol, request_id, selfservice};
+use crate::{auth, buffered, isolation, path, protocol, request_id, selfservice};
 
 const HSTS: &str = "strict-transport-security";
 
@@ -34,6 +35,7 @@ pub struct Gateway {
     live: Arc<Live>,
     keys: Arc<KeyService>,
     key_header: String,
+    inflight: InFlight,
 }
 
 impl Gateway {
@@ -42,8 +44,131 @@ impl Gateway {
             live,
             keys,
             key_header,
+            inflight: InFlight::default(),
         }
     }
+
+    /// Makes the request header what the upstream may see: the canonical
+    /// target, no credential, no identity the client claims, and the
+    /// gateway's own request id and partner.
+    fn prepare_forward(
+        &self,
+        req: &mut pingora::http::RequestHeader,
+        plan: &Plan,
+        new_target: Option<&str>,
+        request_id: &str,
+        partner: &str,
+    ) -> Result<(), Reject> {
+        if let Some(target) = new_target {
+            let uri = target.parse::<http::Uri>().map_err(|_| problem::BAD_PATH)?;
+            req.set_uri(uri);
+        }
+        for name in credential::headers(&self.key_header) {
+            req.remove_header(name);
+        }
+        let claimed: Vec<String> = req
+            .headers
+            .keys()
+            .map(|n| n.as_str())
+            .filter(|n| plan.identity_headers.matches(n))
+            .map(str::to_string)
+            .collect();
+        for name in claimed {
+            req.remove_header(&name);
+        }
+        req.insert_header(request_id::HEADER, request_id)
+            .map_err(|_| problem::INTERNAL_ERROR)?;
+        req.insert_header(PARTNER_HEADER, partner)
+            .map_err(|_| problem::INTERNAL_ERROR)?;
+        Ok(())
+    }
+}
+
+impl Gateway {
+    /// Reads and checks the body, then forwards through `buffered`.
+    async fn forward_buffered(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        plan: &Arc<Plan>,
+        route: &Arc<Route>,
+        partner: &str,
+        new_target: Option<String>,
+    ) -> pingora::Result<bool> {
+        let body = if route.binding.needs_body() || !session.is_body_empty() {
+            match buffered::read_body(session, route.max_body_bytes, plan.body_timeout).await {
+                Ok(body) => Some(body),
+                Err(reject) => {
+                    session.set_keepalive(None);
+                    respond_problem(session, ctx, reject, None).await?;
+                    return Ok(true);
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(pointer) = &route.binding.body {
+            let bytes = body.as_deref().unwrap_or_default();
+            if let Err(reject) = buffered::check_body_binding(pointer, bytes, partner) {
+                if reject == isolation::PARTNER_MISMATCH {
+                    audit_suspicious(ctx, partner, &route.name, reject);
+                }
+                respond_problem(session, ctx, reject, None).await?;
+                return Ok(true);
+            }
+        }
+        let outcome = Arc::new(std::sync::Mutex::new("pending"));
+        let ticket = buffered::Ticket {
+            plan: plan.clone(),
+            route: route.clone(),
+            partner: partner.to_string(),
+            key_id: ctx.key_id.clone().unwrap_or_default(),
+            request_id: ctx.request_id.clone(),
+            new_target,
+            body_len: body.as_ref().map_or(0, |b| b.len()),
+            outcome,
+        };
+        match buffered::forward(session, ticket, body).await? {
+            buffered::Forwarded::Answered(outcome) => ctx.outcome = outcome,
+            buffered::Forwarded::Refused(reject) => {
+                if reject == buffered::RESPONSE_PARTNER_MISMATCH {
+                    tracing::warn!(
+                        target: "portcullis::suspicious",
+                        request_id = %ctx.request_id,
+                        partner = %partner,
+                        route = %route.name,
+                        code = reject.code,
+                        "upstream response for another partner withheld"
+                    );
+                }
+                respond_problem(session, ctx, reject, None).await?;
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// The request's declared body length, when it declares one.
+fn declared_length(session: &Session) -> Option<usize> {
+    session
+        .req_header()
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Logs a request that reached for another partner's data.
+fn audit_suspicious(ctx: &RequestCtx, partner: &str, route: &str, reject: Reject) {
+    tracing::warn!(
+        target: "portcullis::suspicious",
+        request_id = %ctx.request_id,
+        partner = %partner,
+        key_id = ctx.key_id.as_deref().unwrap_or("-"),
+        route = %route,
+        code = reject.code,
+        "request for another partner's resource refused"
+    );
 }
 
 /// Per-request facts gathered by the stages.
@@ -59,6 +184,12 @@ pub struct RequestCtx {
     pub(crate) outcome: &'static str,
     upstream_sent: Option<Instant>,
     upstream_deadline: Option<Instant>,
+    /// Bytes of request body streamed so far, against the route's limit.
+    body_seen: usize,
+    /// This request's slot under its partner's concurrency limit.
+    _permit: Option<Permit>,
+    /// Set in a subrequest started by `buffered`: where to report back.
+    sub_outcome: Option<Arc<std::sync::Mutex<&'static str>>>,
 }
 
 /// A request the routing stage let through.
@@ -183,6 +314,9 @@ pub fn parser_refusal(plan: &Plan) -> Vec<u8> {
 }
 
 fn reject_for_error(e: &Error) -> Option<Reject> {
+    if *e.etype() == ErrorType::Custom(buffered::BODY_TOO_LARGE.code) {
+        return Some(buffered::BODY_TOO_LARGE);
+    }
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             if *e.esource() == ErrorSource::Downstream {
@@ -230,7 +364,15 @@ impl ProxyHttp for Gateway {
             outcome: "pending",
             upstream_sent: None,
             upstream_deadline: None,
+            body_seen: 0,
+            _permit: None,
+            sub_outcome: None,
         }
+    }
+
+    fn allow_spawning_subrequest(&self, _session: &Session, _ctx: &RequestCtx) -> bool {
+        // Buffered routes forward through a subrequest (see `buffered`).
+        true
     }
 
     async fn early_request_filter(
@@ -249,6 +391,41 @@ impl ProxyHttp for Gateway {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
+        if let Some(ticket) = buffered::ticket(session) {
+            // A subrequest of ours: everything was decided in the main request.
+            ctx.request_id = ticket.request_id.clone();
+            ctx.plan = Some(ticket.plan.clone());
+            ctx.route = Some(ticket.route.clone());
+            ctx.partner = Some(ticket.partner.clone());
+            ctx.key_id = Some(ticket.key_id.clone());
+            ctx.sub_outcome = Some(ticket.outcome.clone());
+            let plan = ticket.plan.clone();
+            let (target, request_id, partner, len) = (
+                ticket.new_target.clone(),
+                ticket.request_id.clone(),
+                ticket.partner.clone(),
+                ticket.body_len,
+            );
+            let req = session.req_header_mut();
+            if let Err(reject) =
+                self.prepare_forward(req, &plan, target.as_deref(), &request_id, &partner)
+            {
+                respond_problem(session, ctx, reject, None).await?;
+                return Ok(true);
+            }
+            // The body was read whole, so its length is known: send it with
+            // plain Content-Length framing whatever the client used.
+            let req = session.req_header_mut();
+            req.remove_header(&http::header::TRANSFER_ENCODING);
+            req.remove_header(&http::header::EXPECT);
+            if len > 0 {
+                req.insert_header(CONTENT_LENGTH, len.to_string())?;
+            } else {
+                req.remove_header(&CONTENT_LENGTH);
+            }
+            return Ok(false);
+        }
+
         let plan = self.live.plan();
         let incoming_id = session
             .req_header()
@@ -291,65 +468,84 @@ impl ProxyHttp for Gateway {
         ctx.partner = Some(record.partner.clone());
         ctx.key_id = Some(record.key_id.clone());
 
+        let partner = plan.partners.get(&record.partner);
+        if let Err(reject) = isolation::admit_partner(partner.map(|p| p.as_ref()), client_ip) {
+            respond_problem(session, ctx, reject, None).await?;
+            return Ok(true);
+        }
+        let Some(partner) = partner.cloned() else {
+            return Ok(true);
+        };
+
         if canonical == selfservice::ROTATE_PATH {
             selfservice::rotate(session, ctx, &self.keys, &record).await?;
             return Ok(true);
         }
 
-        match route(session, &plan, canonical) {
-            Ok(Admitted {
-                route,
-                params,
-                new_target,
-            }) => {
-                if let Err(reject) = isolation::check_path_binding(&params, &record.partner) {
-                    tracing::warn!(
-                        target: "portcullis::suspicious",
-                        request_id = %ctx.request_id,
-                        partner = %record.partner,
-                        key_id = %record.key_id,
-                        route = %route.name,
-                        "request for another partner's resource refused"
-                    );
-                    ctx.route = Some(route);
-                    respond_problem(session, ctx, reject, None).await?;
-                    return Ok(true);
-                }
-                let req = session.req_header_mut();
-                if let Some(target) = new_target {
-                    match target.parse::<http::Uri>() {
-                        Ok(uri) => req.set_uri(uri),
-                        Err(_) => {
-                            respond_problem(session, ctx, problem::BAD_PATH, None).await?;
-                            return Ok(true);
-                        }
-                    }
-                }
-                let req = session.req_header_mut();
-                // The upstream never sees a key, nor an identity the client claims.
-                for name in credential::headers(&self.key_header) {
-                    req.remove_header(name);
-                }
-                let claimed: Vec<String> = req
-                    .headers
-                    .keys()
-                    .map(|n| n.as_str())
-                    .filter(|n| isolation::is_client_identity_header(n))
-                    .map(str::to_string)
-                    .collect();
-                for name in claimed {
-                    req.remove_header(&name);
-                }
-                req.insert_header(request_id::HEADER, ctx.request_id.as_str())?;
-                req.insert_header(PARTNER_HEADER, record.partner.as_str())?;
-                ctx.route = Some(route);
-                Ok(false)
-            }
+        let Admitted {
+            route,
+            params,
+            new_target,
+        } = match route(session, &plan, canonical) {
+            Ok(admitted) => admitted,
             Err((reject, allow)) => {
                 respond_problem(session, ctx, reject, allow).await?;
-                Ok(true)
+                return Ok(true);
+            }
+        };
+        ctx.route = Some(route.clone());
+
+        if let Err(reject) = isolation::admit_route(&partner, &route.name, &route.scopes) {
+            respond_problem(session, ctx, reject, None).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
+        if let Err(reject) = isolation::check_bindings(
+            &route.binding,
+            &params,
+            req.uri.query(),
+            &req.headers,
+            &partner.id,
+        ) {
+            if reject == isolation::PARTNER_MISMATCH {
+                audit_suspicious(ctx, &partner.id, &route.name, reject);
+            }
+            respond_problem(session, ctx, reject, None).await?;
+            return Ok(true);
+        }
+        if declared_length(session).is_some_and(|len| len > route.max_body_bytes) {
+            // The unread body makes the connection unusable for another request.
+            session.set_keepalive(None);
+            respond_problem(session, ctx, buffered::BODY_TOO_LARGE, None).await?;
+            return Ok(true);
+        }
+        if let Some(max) = partner.max_concurrent {
+            match self.inflight.acquire(&partner.id, max) {
+                Some(permit) => ctx._permit = Some(permit),
+                None => {
+                    respond_problem(session, ctx, isolation::CONCURRENCY_LIMITED, None).await?;
+                    return Ok(true);
+                }
             }
         }
+
+        if route.buffers() {
+            return self
+                .forward_buffered(session, ctx, &plan, &route, &partner.id, new_target)
+                .await;
+        }
+        let req = session.req_header_mut();
+        if let Err(reject) = self.prepare_forward(
+            req,
+            &plan,
+            new_target.as_deref(),
+            &ctx.request_id,
+            &partner.id,
+        ) {
+            respond_problem(session, ctx, reject, None).await?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn upstream_peer(
@@ -388,6 +584,10 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(route) = ctx.route.as_ref() {
+            if route.response_bind.is_some() {
+                // The response must be read to be checked: no compression.
+                upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
+            }
             if !route.upstream.preserve_host {
                 upstream_request.insert_header(HOST, route.upstream.authority.as_str())?;
             } else if session.is_http2() {
@@ -472,7 +672,35 @@ impl ProxyHttp for Gateway {
         }
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        // Content-Length was checked up front; this catches chunked and
+        // HTTP/2 bodies that grow past the limit while streaming.
+        if let (Some(chunk), Some(route)) = (body.as_ref(), ctx.route.as_ref()) {
+            ctx.body_seen += chunk.len();
+            if ctx.body_seen > route.max_body_bytes {
+                return Err(Error::explain(
+                    ErrorType::Custom(buffered::BODY_TOO_LARGE.code),
+                    "request body over the route's limit",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(report) = &ctx.sub_outcome {
+            // A subrequest of ours: the main request logs and counts it.
+            if let Ok(mut outcome) = report.lock() {
+                *outcome = ctx.outcome;
+            }
+            return;
+        }
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str());
         let elapsed = ctx.started.elapsed();

@@ -13,7 +13,10 @@ use pingora::utils::tls::WrappedX509;
 use serde::de::DeserializeOwned;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{GatewayFile, PolicyFile, RouteSpec, TimeoutSpec, UpstreamSpec};
+use super::model::{BindSpec, GatewayFile, PolicyFile, RouteSpec, TimeoutSpec, UpstreamSpec};
+use super::partners::{compile_partners, Partners};
+use crate::body::Pointer;
+use crate::isolation::{Binding, IdentityHeaders, PARTNER_PARAM};
 use crate::protocol::Limits;
 use crate::router::Router;
 
@@ -81,6 +84,20 @@ pub struct Route {
     pub name: String,
     pub upstream: Arc<Upstream>,
     pub timeouts: Timeouts,
+    pub scopes: Vec<String>,
+    pub binding: Binding,
+    pub response_bind: Option<Pointer>,
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+}
+
+impl Route {
+    /// Whether the gateway must hold the request body, or the response,
+    /// before anything goes on: such requests are forwarded only once
+    /// their body passed, and answered only once the response did.
+    pub fn buffers(&self) -> bool {
+        self.binding.needs_body() || self.response_bind.is_some()
+    }
 }
 
 /// The immutable, compiled configuration requests are served from.
@@ -92,6 +109,9 @@ pub struct Plan {
     pub limits: Limits,
     pub trust_request_id: bool,
     pub keepalive_secs: u64,
+    pub body_timeout: Duration,
+    pub partners: Partners,
+    pub identity_headers: IdentityHeaders,
 }
 
 /// A full load: the settings (some only take effect at start), the plan,
@@ -247,6 +267,22 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
 
     let upstreams = compile_upstreams(&policies, &mut errors);
     let (router, routes) = compile_routes(&policies, &upstreams, &mut errors);
+    let route_names = policies
+        .iter()
+        .flat_map(|(_, p)| p.routes.iter().map(|r| r.value.name.clone()))
+        .collect();
+    let partners = compile_partners(&policies, &route_names, &mut errors);
+    for (i, pattern) in settings.identity.strip_headers.iter().enumerate() {
+        let name = pattern.strip_suffix('*').unwrap_or(pattern);
+        if name.is_empty() || http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(ConfigError::new(
+                config_path,
+                None,
+                format!("identity.strip_headers[{i}]"),
+                "not a header name (a trailing '*' matches any suffix)",
+            ));
+        }
+    }
 
     if !errors.is_empty() {
         return Err(errors);
@@ -261,6 +297,9 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         },
         trust_request_id: settings.http.trust_request_id,
         keepalive_secs: settings.http.keepalive_timeout.as_secs().max(1),
+        body_timeout: settings.http.body_timeout,
+        partners,
+        identity_headers: IdentityHeaders::new(&settings.identity.strip_headers),
     };
     let mut sources = vec![config_path.to_path_buf()];
     sources.extend(policy_files);
@@ -467,10 +506,47 @@ fn compile_routes(
                 errors.push(ConfigError::new(file, line, field("path"), msg));
                 continue;
             }
+            let binding = match compile_binding(&spec.bind, &spec.path) {
+                Ok(b) => b,
+                Err((sub, msg)) => {
+                    errors.push(ConfigError::new(file, line, field(sub), msg));
+                    continue;
+                }
+            };
+            let response_bind = match spec
+                .response_bind
+                .as_deref()
+                .map(|p| Pointer::parse(p, true))
+            {
+                None => None,
+                Some(Ok(p)) => Some(p),
+                Some(Err(msg)) => {
+                    errors.push(ConfigError::new(file, line, field("response_bind"), msg));
+                    continue;
+                }
+            };
+            if spec.scopes.iter().any(|s| s.trim().is_empty()) {
+                errors.push(ConfigError::new(file, line, field("scopes"), "empty scope"));
+                continue;
+            }
+            if spec.max_body_bytes == 0 || spec.max_response_bytes == 0 {
+                errors.push(ConfigError::new(
+                    file,
+                    line,
+                    field("max_body_bytes"),
+                    "size limits must be greater than 0",
+                ));
+                continue;
+            }
             let route = Arc::new(Route {
                 name: spec.name.clone(),
                 upstream: upstream.clone(),
                 timeouts,
+                scopes: spec.scopes.clone(),
+                binding,
+                response_bind,
+                max_body_bytes: spec.max_body_bytes,
+                max_response_bytes: spec.max_response_bytes,
             });
             match router.insert(&spec.path, &methods, route) {
                 Ok(()) => count += 1,
@@ -479,6 +555,51 @@ fn compile_routes(
         }
     }
     (router, count)
+}
+
+/// The parameter names of a path template (`{id}`, `{*rest}`).
+fn template_params(template: &str) -> Vec<&str> {
+    template
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| name.trim_start_matches('*'))
+        .collect()
+}
+
+fn compile_binding(spec: &BindSpec, template: &str) -> Result<Binding, (&'static str, String)> {
+    let params = template_params(template);
+    let path = match &spec.path {
+        Some(name) if params.contains(&name.as_str()) => Some(name.clone()),
+        Some(name) => {
+            return Err((
+                "bind.path",
+                format!("the path template has no parameter {{{name}}}"),
+            ))
+        }
+        None => params
+            .contains(&PARTNER_PARAM)
+            .then(|| PARTNER_PARAM.to_string()),
+    };
+    if spec.query.as_deref().is_some_and(str::is_empty) {
+        return Err(("bind.query", "must not be empty".into()));
+    }
+    let header = match &spec.header {
+        None => None,
+        Some(h) => Some(
+            http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| ("bind.header", format!("{h:?} is not a header name")))?,
+        ),
+    };
+    let body = match &spec.body {
+        None => None,
+        Some(p) => Some(Pointer::parse(p, false).map_err(|m| ("bind.body", m))?),
+    };
+    Ok(Binding {
+        path,
+        query: spec.query.clone(),
+        header,
+        body,
+    })
 }
 
 /// A template is matched against canonical paths, so it must itself be

@@ -117,6 +117,10 @@ pub struct HttpSettings {
     /// A client must deliver a request's whole header block within this time.
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
     pub header_timeout: Duration,
+    /// A client must deliver a request body the gateway inspects (a body
+    /// binding) within this time.
+    #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection.
     #[serde(default = "default_keepalive", with = "humantime_serde")]
     pub keepalive_timeout: Duration,
@@ -135,6 +139,9 @@ pub struct HttpSettings {
 fn default_header_timeout() -> Duration {
     Duration::from_secs(10)
 }
+fn default_body_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_keepalive() -> Duration {
     Duration::from_secs(60)
 }
@@ -152,6 +159,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             header_timeout: default_header_timeout(),
+            body_timeout: default_body_timeout(),
             keepalive_timeout: default_keepalive(),
             max_header_bytes: default_max_header_bytes(),
             max_uri_bytes: default_max_uri_bytes(),

@@ -158,3 +158,43 @@ fn run_refuses_to_start_without_a_pepper() {
         "{err}"
     );
 }
+
+#[test]
+fn partner_and_binding_mistakes_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    std::fs::write(
+        dir.path().join("policies/a.yaml"),
+        "partners:\n\
+         \x20 acme:\n    routes: [no-such-route]\n\
+         \x20 globex:\n    allow_ips: [10.0.0.1/8]\n\
+         \x20 Bad_Id:\n    scopes: [x]\n\
+         \x20 initech:\n    allow_ips: [not-an-ip]\n\
+         upstreams:\n  up:\n    url: http://127.0.0.1:9\n\
+         routes:\n\
+         \x20 - name: one\n    methods: [GET]\n    path: /one/{id}\n    upstream: up\n    bind:\n      path: partner\n\
+         \x20 - name: two\n    methods: [POST]\n    path: /two\n    upstream: up\n    bind:\n      body: partner\n\
+         \x20 - name: three\n    methods: [GET]\n    path: /three\n    upstream: up\n    response_bind: /a~2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("policies/b.yaml"),
+        "partners:\n  acme: {}\n",
+    )
+    .unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "partners.acme.routes: no route named \"no-such-route\"",
+        "partners.globex.allow_ips: 10.0.0.1/8 has host bits set; did you mean 10.0.0.0/8?",
+        "partners.Bad_Id: partner ids are 1-64 characters",
+        "partners.initech.allow_ips: \"not-an-ip\" is not an IP address or CIDR network",
+        "routes[0].bind.path: the path template has no parameter {partner}",
+        "routes[1].bind.body: a JSON pointer starts with '/'",
+        "routes[2].response_bind: bad escape in JSON pointer",
+        "policies/b.yaml:2: partners.acme: partner is also defined in",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}

@@ -143,6 +143,10 @@ impl GatewayConfig {
     }
 }
 
+/// The test partners, declared with no restrictions, unless a test's own
+/// policy declares partners.
+pub const DEFAULT_PARTNERS: &str = "partners:\n  acme: {}\n  globex: {}\n";
+
 pub fn orders_policy(upstream: &str, extra_routes: &str) -> String {
     format!(
         "upstreams:\n  orders:\n    url: {upstream}\n    timeouts:\n      connect: 1s\n      read: 5s\n\
@@ -226,6 +230,17 @@ impl Gateway {
         };
         for (name, body) in &config.policies {
             std::fs::write(dir.path().join("policies").join(name), body).unwrap();
+        }
+        if !config
+            .policies
+            .iter()
+            .any(|(_, body)| body.contains("partners:"))
+        {
+            std::fs::write(
+                dir.path().join("policies").join("00-partners.yaml"),
+                DEFAULT_PARTNERS,
+            )
+            .unwrap();
         }
         let mut child = Command::new(binary())
             .arg("run")
@@ -432,6 +447,49 @@ pub async fn raw_tls_to(
         .connect(ServerName::try_from(HOST).unwrap(), tcp)
         .await
         .unwrap()
+}
+
+/// Sends one request over HTTP/2 with exactly this path (no client-side
+/// normalisation, unlike URL-based clients) and acme's key unless `headers`
+/// carry another: (status, body).
+pub async fn h2_raw(
+    gw: &Gateway,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let tls = raw_tls_to(gw.https, gw.pki.roots(), vec![b"h2".to_vec()]).await;
+    let (mut client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(format!("https://{HOST}{path}"));
+    if !headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("x-api-key"))
+    {
+        req = req.header("x-api-key", gw.key("acme"));
+    }
+    for (n, v) in headers {
+        req = req.header(*n, *v);
+    }
+    let req = req.body(()).unwrap();
+    let (response, mut send) = client.send_request(req, body.is_empty()).unwrap();
+    if !body.is_empty() {
+        send.send_data(bytes::Bytes::copy_from_slice(body), true)
+            .unwrap();
+    }
+    let response = response.await.unwrap();
+    let status = response.status().as_u16();
+    let mut recv = response.into_body();
+    let mut out = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.unwrap();
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    (status, out)
 }
 
 /// A parsed HTTP/1 response.

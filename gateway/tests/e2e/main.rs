@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod bindings;
 mod check;
 mod common;
 mod demo;

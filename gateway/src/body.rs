@@ -1,0 +1,321 @@
+//! Reading JSON the way an attacker cannot argue with: one parse that
+//! refuses duplicate object keys (the gateway and the upstream might pick
+//! different ones), bounded nesting, and JSON pointers that may walk every
+//! element of an array.
+
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
+
+use crate::problem::Reject;
+
+pub const BODY_NOT_JSON: Reject = Reject::new(
+    400,
+    "body_not_json",
+    "The request body is not a valid JSON document",
+);
+pub const DUPLICATE_KEY: Reject = Reject::new(
+    400,
+    "json_duplicate_key",
+    "The JSON body repeats an object key",
+);
+pub const TOO_DEEP: Reject = Reject::new(
+    400,
+    "json_too_deep",
+    "The JSON body is nested deeper than allowed",
+);
+
+/// Deepest nesting of arrays and objects accepted.
+pub const MAX_DEPTH: usize = 64;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum JsonError {
+    Invalid,
+    DuplicateKey,
+    TooDeep,
+}
+
+impl JsonError {
+    pub fn reject(&self) -> Reject {
+        match self {
+            JsonError::Invalid => BODY_NOT_JSON,
+            JsonError::DuplicateKey => DUPLICATE_KEY,
+            JsonError::TooDeep => TOO_DEEP,
+        }
+    }
+}
+
+const DUPLICATE_MARK: &str = "portcullis: duplicate key";
+const DEPTH_MARK: &str = "portcullis: too deep";
+
+/// Parses a whole JSON document strictly (UTF-8, no trailing data, no
+/// duplicate keys, at most `max_depth` levels).
+pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    // serde_json's own recursion limit (128) is deeper than ours, so ours
+    // always answers first and the stack stays shallow.
+    let max_depth = max_depth.min(MAX_DEPTH);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = Strict { depth: max_depth }
+        .deserialize(&mut de)
+        .map_err(classify)?;
+    de.end().map_err(|_| JsonError::Invalid)?;
+    Ok(value)
+}
+
+fn classify(e: serde_json::Error) -> JsonError {
+    let text = e.to_string();
+    if text.starts_with(DUPLICATE_MARK) {
+        JsonError::DuplicateKey
+    } else if text.starts_with(DEPTH_MARK) {
+        JsonError::TooDeep
+    } else {
+        JsonError::Invalid
+    }
+}
+
+/// A value with this many levels of nesting still allowed below it.
+struct Strict {
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Strict {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Strict {
+    fn nested<E: serde::de::Error>(&self) -> Result<Strict, E> {
+        match self.depth.checked_sub(1) {
+            Some(depth) => Ok(Strict { depth }),
+            None => Err(E::custom(DEPTH_MARK)),
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Vec::new();
+        while let Some(v) = seq.next_element_seed(Strict { depth: inner.depth })? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(A::Error::custom(DUPLICATE_MARK));
+            }
+            let value = map.next_value_seed(Strict { depth: inner.depth })?;
+            out.insert(key, value);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// A JSON pointer (RFC 6901) whose `*` segments stand for every element of
+/// an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    EachElement,
+}
+
+impl Pointer {
+    pub fn parse(text: &str, wildcards: bool) -> Result<Pointer, String> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err("a JSON pointer starts with '/'".into());
+        };
+        let mut segments = Vec::new();
+        for raw in rest.split('/') {
+            if raw == "*" && wildcards {
+                segments.push(Segment::EachElement);
+                continue;
+            }
+            let mut key = String::new();
+            let mut chars = raw.chars();
+            while let Some(c) = chars.next() {
+                if c == '~' {
+                    match chars.next() {
+                        Some('0') => key.push('~'),
+                        Some('1') => key.push('/'),
+                        _ => return Err(format!("bad escape in JSON pointer {text:?}")),
+                    }
+                } else {
+                    key.push(c);
+                }
+            }
+            segments.push(Segment::Key(key));
+        }
+        Ok(Pointer {
+            text: text.to_string(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Every value the pointer reaches. `None` when a step is missing (a
+    /// key absent, an index out of range, a `*` that meets a non-array).
+    pub fn resolve<'v>(&self, root: &'v Value) -> Option<Vec<&'v Value>> {
+        let mut current = vec![root];
+        for segment in &self.segments {
+            let mut next = Vec::with_capacity(current.len());
+            for value in current {
+                match (segment, value) {
+                    (Segment::EachElement, Value::Array(items)) => next.extend(items.iter()),
+                    (Segment::Key(k), Value::Object(map)) => next.push(map.get(k)?),
+                    (Segment::Key(k), Value::Array(items)) => {
+                        // RFC 6901: no leading zeros, no sign.
+                        if k.is_empty() || (k.len() > 1 && k.starts_with('0')) {
+                            return None;
+                        }
+                        let index: usize = k.parse().ok()?;
+                        next.push(items.get(index)?);
+                    }
+                    _ => return None,
+                }
+            }
+            current = next;
+        }
+        Some(current)
+    }
+}
+
+/// Whether every value the pointer reaches is the string `partner`.
+/// A pointer that reaches nothing through an empty array holds vacuously;
+/// one that cannot be followed does not.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bound {
+    Yes,
+    Missing,
+    Other,
+}
+
+pub fn bound_to(pointer: &Pointer, root: &Value, partner: &str) -> Bound {
+    match pointer.resolve(root) {
+        None => Bound::Missing,
+        Some(values) => {
+            if values.iter().all(|v| v.as_str() == Some(partner)) {
+                Bound::Yes
+            } else {
+                Bound::Other
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_parse_refuses_duplicates_at_any_depth() {
+        assert!(parse_strict(br#"{"a":1,"b":{"c":[1,{"d":2}]}}"#, 64).is_ok());
+        assert_eq!(
+            parse_strict(br#"{"partner":"acme","partner":"globex"}"#, 64),
+            Err(JsonError::DuplicateKey)
+        );
+        assert_eq!(
+            parse_strict(br#"{"x":[{"a":1,"a":1}]}"#, 64),
+            Err(JsonError::DuplicateKey)
+        );
+        // Escapes are decoded before comparing: "\u0061" is "a".
+        assert_eq!(
+            parse_strict(br#"{"a":1,"\u0061":2}"#, 64),
+            Err(JsonError::DuplicateKey)
+        );
+    }
+
+    #[test]
+    fn strict_parse_limits_depth_and_refuses_garbage() {
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_strict(deep(64).as_bytes(), 64).is_ok());
+        assert_eq!(
+            parse_strict(deep(65).as_bytes(), 64),
+            Err(JsonError::TooDeep)
+        );
+        assert_eq!(
+            parse_strict(deep(100_000).as_bytes(), 64),
+            Err(JsonError::TooDeep)
+        );
+        for bad in [
+            &b"{"[..],
+            b"{} {}",
+            b"",
+            b"\xff",
+            b"{\"a\":\"\xff\"}",
+            b"[1,]",
+        ] {
+            assert_eq!(parse_strict(bad, 64), Err(JsonError::Invalid), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pointers_walk_objects_arrays_and_wildcards() {
+        let doc: Value = serde_json::json!({
+            "partner": "acme",
+            "a/b": {"~": "x"},
+            "items": [{"partner": "acme"}, {"partner": "acme"}],
+            "empty": [],
+            "mixed": [{"partner": "acme"}, {"partner": "globex"}],
+        });
+        let p = |t: &str| Pointer::parse(t, true).unwrap();
+        assert_eq!(bound_to(&p("/partner"), &doc, "acme"), Bound::Yes);
+        assert_eq!(bound_to(&p("/items/*/partner"), &doc, "acme"), Bound::Yes);
+        assert_eq!(bound_to(&p("/items/1/partner"), &doc, "acme"), Bound::Yes);
+        assert_eq!(bound_to(&p("/empty/*/partner"), &doc, "acme"), Bound::Yes);
+        assert_eq!(bound_to(&p("/mixed/*/partner"), &doc, "acme"), Bound::Other);
+        assert_eq!(bound_to(&p("/missing"), &doc, "acme"), Bound::Missing);
+        assert_eq!(
+            bound_to(&p("/items/01/partner"), &doc, "acme"),
+            Bound::Missing
+        );
+        assert_eq!(bound_to(&p("/partner/*"), &doc, "acme"), Bound::Missing);
+        assert_eq!(
+            Pointer::parse("/a~1b/~0", false).unwrap().resolve(&doc),
+            Some(vec![&Value::from("x")])
+        );
+        assert!(Pointer::parse("partner", true).is_err());
+        assert!(Pointer::parse("/a~2", true).is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! Forwarding a request whose body or response the gateway must see whole
+//! before anything moves on.
+//!
+//! pingora connects to the upstream and sends the request header before
+//! it shows a hook any of the body, and it can only replay a body read
+//! early up to 64 KiB (its retry buffer). So the gateway reads the body
+//! itself, checks it, and only then hands the request to a pingora
+//! *subrequest* with the body preset: the subrequest runs the ordinary
+//! proxy phases (upstream choice, timeouts, pooling, error mapping) and
+//! its response is piped back to the client. Bodies of any size, chunked
+//! or over HTTP/2, reach the upstream byte for byte, and a refused body
+//! reaches it not at all.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, TRANSFER_ENCODING};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::HttpTask;
+use pingora::proxy::subrequest::pipe::{pipe_subrequest, InputBody, InputBodyType};
+use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
+use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
+
+use crate::body::{bound_to, parse_strict, Bound, Pointer};
+use crate::config::{Plan, Route};
+use crate::problem::Reject;
+
+pub const BODY_TOO_LARGE: Reject = Reject::new(
+    413,
+    "body_too_large",
+    "The request body is larger than this route accepts",
+);
+pub const BODY_TIMEOUT: Reject = Reject::new(
+    408,
+    "body_timeout",
+    "The request body did not arrive in time",
+);
+pub const RESPONSE_PARTNER_MISMATCH: Reject = Reject::new(
+    502,
+    "response_partner_mismatch",
+    "The upstream answered with data that does not belong to the caller",
+);
+pub const RESPONSE_TOO_LARGE: Reject = Reject::new(
+    502,
+    "response_too_large",
+    "The upstream response is larger than this route may inspect",
+);
+
+/// What the subrequest needs to forward without deciding anything again:
+/// every check already passed in the main request.
+pub struct Ticket {
+    pub plan: Arc<Plan>,
+    pub route: Arc<Route>,
+    pub partner: String,
+    pub key_id: String,
+    pub request_id: String,
+    pub new_target: Option<String>,
+    pub body_len: usize,
+    /// The subrequest's outcome code, for the main request's log line.
+    pub outcome: Arc<Mutex<&'static str>>,
+}
+
+/// Finds the ticket when `session` is a subrequest this module started.
+pub fn ticket(session: &Session) -> Option<&Ticket> {
+    session
+        .subrequest_ctx
+        .as_ref()?
+        .user_ctx()?
+        .downcast_ref::<Ticket>()
+}
+
+/// Reads the whole request body, refusing it past `limit` bytes or
+/// `deadline`.
+pub async fn read_body(
+    session: &mut Session,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, Reject> {
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let read = async {
+        if expects_continue && !session.is_http2() {
+            session
+                .as_downstream_mut()
+                .write_continue_response()
+                .await
+                .map_err(|_| crate::problem::CLIENT_ERROR)?;
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session
+            .read_request_body()
+            .await
+            .map_err(|_| crate::problem::CLIENT_ERROR)?
+        {
+            if body.len() + chunk.len() > limit {
+                return Err(BODY_TOO_LARGE);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(result) => result,
+        Err(_) => Err(BODY_TIMEOUT),
+    }
+}
+
+/// Checks the body binding: the body is strict JSON and the pointer names
+/// the caller.
+pub fn check_body_binding(pointer: &Pointer, body: &[u8], partner: &str) -> Result<(), Reject> {
+    let doc = parse_strict(body, crate::body::MAX_DEPTH).map_err(|e| e.reject())?;
+    match bound_to(pointer, &doc, partner) {
+        Bound::Yes => Ok(()),
+        Bound::Missing => Err(crate::isolation::BINDING_MISSING),
+        Bound::Other => Err(crate::isolation::PARTNER_MISMATCH),
+    }
+}
+
+/// How a buffered forward ended, for the main request's log and metrics.
+pub enum Forwarded {
+    /// The upstream's answer went to the client; the subrequest's outcome.
+    Answered(&'static str),
+    /// The response was held back; the caller answers with this instead.
+    Refused(Reject),
+}
+
+/// Runs the subrequest with `body` preset and pipes its response to the
+/// client, holding the response back for inspection when the route has a
+/// response binding.
+pub async fn forward(
+    session: &mut Session,
+    ticket: Ticket,
+    body: Option<Bytes>,
+) -> pingora::Result<Forwarded> {
+    if session.is_http2() {
+        // The subrequest re-parses this header as HTTP/1, which has no
+        // version "HTTP/2" and carries the authority in `Host`.
+        let req = session.req_header_mut();
+        req.set_version(http::Version::HTTP_11);
+        if !req.headers.contains_key(http::header::HOST) {
+            if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
+                req.insert_header(http::header::HOST, authority)?;
+            }
+        }
+    }
+    let outcome = ticket.outcome.clone();
+    let guard = ticket.route.response_bind.clone();
+    let max_response = ticket.route.max_response_bytes;
+    let partner = ticket.partner.clone();
+    let Some(spawner) = session.subrequest_spawner.as_ref() else {
+        return Err(Error::explain(
+            ErrorType::InternalError,
+            "subrequests are not enabled",
+        ));
+    };
+    let sub_ctx = SubrequestCtx::builder()
+        .body_mode(if body.is_some() {
+            BodyMode::ExpectBody
+        } else {
+            BodyMode::NoBody
+        })
+        .user_ctx(Box::new(ticket))
+        .build();
+    let (subrequest, handle) = spawner.create_subrequest(session.as_downstream(), sub_ctx);
+    let input = match body {
+        Some(b) if !b.is_empty() => InputBody::Bytes(vec![b]),
+        _ => InputBody::NoBody,
+    };
+
+    let mut held = Held::new(max_response);
+    let result = if guard.is_some() {
+        pipe_subrequest(
+            session,
+            subrequest,
+            handle,
+            |task| {
+                held.keep(task);
+                Ok(None)
+            },
+            InputBodyType::Preset(input),
+        )
+        .await
+    } else {
+        pipe_subrequest(
+            session,
+            subrequest,
+            handle,
+            |task| Ok(Some(task)),
+            InputBodyType::Preset(input),
+        )
+        .await
+    };
+    let state = result.map_err(|e| e.error)?;
+    if let Some(join) = state.join_handle {
+        // The subrequest's logging phase records its outcome; wait for it.
+        let _ = join.await;
+    }
+    let sub_outcome = outcome.lock().map(|o| *o).unwrap_or("pending");
+
+    let Some(pointer) = guard else {
+        if session.response_written().is_none() {
+            // The subrequest ended without an answer (it could not even
+            // start): the client still gets one.
+            return Ok(Forwarded::Refused(crate::problem::INTERNAL_ERROR));
+        }
+        return Ok(Forwarded::Answered(sub_outcome));
+    };
+    match held.verdict(&pointer, &partner) {
+        Err(reject) => Ok(Forwarded::Refused(reject)),
+        Ok((header, body)) => {
+            session.write_response_header(header, false).await?;
+            session.write_response_body(Some(body), true).await?;
+            Ok(Forwarded::Answered(sub_outcome))
+        }
+    }
+}
+
+/// A response held back until it is known to belong to the caller.
+struct Held {
+    header: Option<Box<ResponseHeader>>,
+    body: BytesMut,
+    limit: usize,
+    overflow: bool,
+    failed: bool,
+}
+
+impl Held {
+    fn new(limit: usize) -> Held {
+        Held {
+            header: None,
+            body: BytesMut::new(),
+            limit,
+            overflow: false,
+            failed: false,
+        }
+    }
+
+    fn keep(&mut self, task: HttpTask) {
+        match task {
+            HttpTask::Header(h, _) => self.header = Some(h),
+            HttpTask::Body(Some(bytes), _) | HttpTask::UpgradedBody(Some(bytes), _) => {
+                if self.body.len() + bytes.len() > self.limit {
+                    self.overflow = true;
+                    self.body.clear();
+                } else if !self.overflow {
+                    self.body.extend_from_slice(&bytes);
+                }
+            }
+            HttpTask::Failed(_) => self.failed = true,
+            _ => {}
+        }
+    }
+
+    /// The response to send, or why it must not be sent. Only successful
+    /// answers carry partner data; the gateway's own problem responses and
+    /// upstream errors pass as they are.
+    fn verdict(
+        self,
+        pointer: &Pointer,
+        partner: &str,
+    ) -> Result<(Box<ResponseHeader>, Bytes), Reject> {
+        let Some(mut header) = self.header else {
+            return Err(crate::problem::UPSTREAM_ERROR);
+        };
+        if self.failed {
+            return Err(crate::problem::UPSTREAM_ERROR);
+        }
+        if self.overflow {
+            return Err(RESPONSE_TOO_LARGE);
+        }
+        if header.status.is_success() {
+            let encoded = header
+                .headers
+                .get(CONTENT_ENCODING)
+                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+            let owned = !encoded
+                && parse_strict(&self.body, crate::body::MAX_DEPTH)
+                    .is_ok_and(|doc| bound_to(pointer, &doc, partner) == Bound::Yes);
+            if !owned {
+                return Err(RESPONSE_PARTNER_MISMATCH);
+            }
+        }
+        header.remove_header(&TRANSFER_ENCODING);
+        header
+            .insert_header(CONTENT_LENGTH, self.body.len().to_string())
+            .map_err(|_| crate::problem::INTERNAL_ERROR)?;
+        Ok((header, self.body.freeze()))
+    }
+}
