@@ -1,0 +1,105 @@
+//! The isolation stage's price per request: partner and route admission,
+//! path/query/header bindings, the JSON body binding and the response
+//! guard, with a plain `serde_json` parse of the same bytes as the baseline.
+//! Run: `cargo bench -p portcullis-benches --bench isolation`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use portcullis::body::{bound_to, parse_strict, Pointer, MAX_DEPTH};
+use portcullis::isolation::{admit_partner, admit_route, check_bindings, Binding, Partner};
+
+fn partner() -> Partner {
+    Partner {
+        id: "acme".into(),
+        suspended: false,
+        scopes: ["orders:read", "orders:write", "invoices:read", "stock:read", "ship:write"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        routes: None,
+        allow_ips: Some(
+            ["10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"]
+                .iter()
+                .map(|n| n.parse().unwrap())
+                .collect(),
+        ),
+        max_concurrent: None,
+    }
+}
+
+/// A JSON document of about `len` bytes: an order list of the caller.
+fn orders_json(len: usize) -> Vec<u8> {
+    let item = r#"{"id":"acme-1001","partner":"acme","sku":"X-1","quantity":3,"note":"leave at the door"}"#;
+    let mut out = String::from(r#"{"partner":"acme","orders":["#);
+    while out.len() + item.len() + 2 < len {
+        if !out.ends_with('[') {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push_str("]}");
+    out.into_bytes()
+}
+
+fn admission(c: &mut Criterion) {
+    let p = partner();
+    let client = Some("127.0.0.1".parse().unwrap());
+    let scopes = vec!["orders:read".to_string()];
+    let params = vec![
+        ("partner".to_string(), "acme".to_string()),
+        ("id".to_string(), "acme-1001".to_string()),
+    ];
+    let path_only = Binding {
+        path: Some("partner".into()),
+        ..Binding::default()
+    };
+    let all = Binding {
+        path: Some("partner".into()),
+        query: Some("partner".into()),
+        header: Some(HeaderName::from_static("x-account")),
+        body: None,
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("x-account", HeaderValue::from_static("acme"));
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    let query = Some("limit=20&partner=acme&cursor=abc");
+
+    c.bench_function("isolation/admit partner + route + path binding", |b| {
+        b.iter(|| {
+            admit_partner(Some(black_box(&p)), client).unwrap();
+            admit_route(&p, "get-order", &scopes).unwrap();
+            check_bindings(&path_only, black_box(&params), None, &headers, "acme").unwrap();
+        })
+    });
+    c.bench_function("isolation/path + query + header bindings", |b| {
+        b.iter(|| check_bindings(&all, black_box(&params), query, &headers, "acme").unwrap())
+    });
+}
+
+fn json(c: &mut Criterion) {
+    let request_pointer = Pointer::parse("/partner", false).unwrap();
+    let response_pointer = Pointer::parse("/orders/*/partner", true).unwrap();
+    for (label, len) in [("1 KiB", 1024), ("64 KiB", 64 * 1024)] {
+        let doc = orders_json(len);
+        c.bench_function(&format!("json/baseline serde_json parse {label}"), |b| {
+            b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&doc)).unwrap())
+        });
+        c.bench_function(&format!("json/body binding {label}"), |b| {
+            b.iter(|| {
+                let v = parse_strict(black_box(&doc), MAX_DEPTH).unwrap();
+                bound_to(&request_pointer, &v, "acme")
+            })
+        });
+        c.bench_function(&format!("json/response guard (wildcard) {label}"), |b| {
+            b.iter(|| {
+                let v = parse_strict(black_box(&doc), MAX_DEPTH).unwrap();
+                bound_to(&response_pointer, &v, "acme")
+            })
+        });
+    }
+}
+
+criterion_group!(benches, admission, json);
+criterion_main!(benches);
