@@ -14,10 +14,16 @@ fn partner() -> Partner {
     Partner {
         id: "acme".into(),
         suspended: false,
-        scopes: ["orders:read", "orders:write", "invoices:read", "stock:read", "ship:write"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        scopes: [
+            "orders:read",
+            "orders:write",
+            "invoices:read",
+            "stock:read",
+            "ship:write",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
         routes: None,
         allow_ips: Some(
             ["10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"]

@@ -116,3 +116,43 @@ async fn an_invalid_policy_is_refused_and_the_old_one_keeps_serving() {
         "the reason is logged with file and line:\n{logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspending_a_partner_in_policy_takes_effect_on_reload() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let acme = gw.client();
+    let ok = acme
+        .get(gw.url("/partners/acme/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    std::fs::write(
+        gw.path("policies/00-partners.yaml"),
+        "partners:\n  acme:\n    status: suspended\n  globex: {}\n",
+    )
+    .unwrap();
+    gw.signal("HUP");
+    eventually("reload", Duration::from_secs(15), || async {
+        (generation(&gw).await >= 2).then_some(())
+    })
+    .await;
+
+    let req = b"GET /partners/acme/orders HTTP/1.1\r\nHost: gateway.test\r\n\r\n";
+    let refused = raw_request(&gw, req).await.unwrap();
+    assert_problem(&refused, 403, "partner_suspended");
+    let globex = gw.client_with_key(Some(gw.key("globex")));
+    let still = globex
+        .get(gw.url("/partners/globex/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200);
+    assert_eq!(
+        up.recorder.len(),
+        2,
+        "the suspended partner's request was not forwarded"
+    );
+}
