@@ -155,12 +155,13 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n\nTry:\n\
          \n  # accepted: routed to the upstream, which sees X-Partner-Id and never the key\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders\
-         \n  {c} -i -H 'Authorization: Bearer {globex}' -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":3}}' {base}/partners/globex/orders\
+         \n  {c} -i -H 'Authorization: Bearer {acme}' -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":3}}' {base}/partners/acme/orders\
          \n\n  # refused by the gateway, never reaching the upstream (problem+json with a stable code)\
          \n  {c} -i {base}/partners/acme/orders                                  # 401 key_missing\
          \n  {c} -i -H 'X-API-Key: ptc_live_not-a-key' {base}/partners/acme/orders   # 401 key_malformed\
          \n  {c} -i '{base}/partners/acme/orders?api_key={acme}'   # 400 key_in_query\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/globex/orders   # 403 partner_mismatch\
+         \n  {c} -i -H 'X-API-Key: {globex}' -X POST -H 'content-type: application/json' -d '{{}}' {base}/partners/globex/orders   # 403 scope_denied (globex may only read)\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/admin                    # 404 route_not_found\
          \n  {c} -i -H 'X-API-Key: {acme}' --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
          \n  curl -sS -i --tlsv1.1 --tls-max 1.1 --cacert {ca} {base}/   # refused: TLS 1.2+ only\
