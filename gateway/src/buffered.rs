@@ -112,9 +112,21 @@ pub async fn read_body(
 
 /// Checks the body binding: the body is strict JSON and the pointer names
 /// the caller.
-pub fn check_body_binding(pointer: &Pointer, body: &[u8], partner: &str) -> Result<(), Reject> {
-    let doc = parse_strict(body, crate::body::MAX_DEPTH).map_err(|e| e.reject())?;
-    match bound_to(pointer, &doc, partner) {
+pub fn check_body_binding(
+    pointer: &Pointer,
+    body: &[u8],
+    parsed: Option<&serde_json::Value>,
+    partner: &str,
+) -> Result<(), Reject> {
+    let owned;
+    let doc = match parsed {
+        Some(doc) => doc,
+        None => {
+            owned = parse_strict(body, crate::body::MAX_DEPTH).map_err(|e| e.reject())?;
+            &owned
+        }
+    };
+    match bound_to(pointer, doc, partner) {
         Bound::Yes => Ok(()),
         Bound::Missing => Err(crate::isolation::BINDING_MISSING),
         Bound::Other => Err(crate::isolation::PARTNER_MISMATCH),

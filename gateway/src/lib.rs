@@ -26,6 +26,8 @@ pub mod proxy;
 pub mod reload;
 pub mod request_id;
 pub mod router;
+pub mod schemas;
 pub mod selfservice;
 pub mod server;
 pub mod tls;
+pub mod validation;

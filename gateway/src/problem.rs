@@ -90,11 +90,23 @@ struct Document<'a> {
     request_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    violations: &'a [crate::validation::Violation],
 }
 
 /// Renders the problem document. `detail` must never carry secrets or
 /// upstream internals: it is shown to the client verbatim.
 pub fn render(reject: &Reject, request_id: &str, detail: Option<&str>) -> Vec<u8> {
+    render_with(reject, request_id, detail, &[])
+}
+
+/// Renders the problem document with the schema violations that caused it.
+pub fn render_with(
+    reject: &Reject,
+    request_id: &str,
+    detail: Option<&str>,
+    violations: &[crate::validation::Violation],
+) -> Vec<u8> {
     let doc = Document {
         kind: format!("urn:portcullis:problem:{}", reject.code),
         title: reject.title,
@@ -102,6 +114,7 @@ pub fn render(reject: &Reject, request_id: &str, detail: Option<&str>) -> Vec<u8
         code: reject.code,
         request_id,
         detail,
+        violations,
     };
     // Serialising a struct of strings and integers cannot fail; fall back to a
     // fixed document rather than panicking if it ever did.

@@ -23,7 +23,7 @@ use crate::metrics::NO_ROUTE;
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
-use crate::{auth, buffered, isolation, path, protocol, request_id, selfservice};
+use crate::{auth, buffered, isolation, path, protocol, request_id, selfservice, validation};
 
 const HSTS: &str = "strict-transport-security";
 
@@ -107,9 +107,21 @@ impl Gateway {
         } else {
             None
         };
+        let bytes = body.as_deref().unwrap_or_default();
+        let mut parsed = None;
+        if let Some(v) = &route.validation {
+            match v.check_body(content_type(session.req_header()), bytes) {
+                Ok(doc) => parsed = doc,
+                Err(invalid) => {
+                    respond_invalid(session, ctx, invalid).await?;
+                    return Ok(true);
+                }
+            }
+        }
         if let Some(pointer) = &route.binding.body {
-            let bytes = body.as_deref().unwrap_or_default();
-            if let Err(reject) = buffered::check_body_binding(pointer, bytes, partner) {
+            if let Err(reject) =
+                buffered::check_body_binding(pointer, bytes, parsed.as_ref(), partner)
+            {
                 if reject == isolation::PARTNER_MISMATCH {
                     audit_suspicious(ctx, partner, &route.name, reject);
                 }
@@ -146,6 +158,17 @@ impl Gateway {
         }
         Ok(true)
     }
+}
+
+/// The request's media type. Two `Content-Type` headers are as good as an
+/// unreadable one: the upstream might believe the other.
+fn content_type(req: &pingora::http::RequestHeader) -> Option<&str> {
+    let mut all = req.headers.get_all(CONTENT_TYPE).iter();
+    let first = all.next()?;
+    if all.next().is_some() {
+        return Some("\u{FFFD}");
+    }
+    Some(first.to_str().unwrap_or("\u{FFFD}"))
 }
 
 /// The request's declared body length, when it declares one.
@@ -261,8 +284,36 @@ pub(crate) async fn respond_problem(
     reject: Reject,
     allow: Option<String>,
 ) -> pingora::Result<()> {
+    respond_problem_with(session, ctx, reject, allow, &[]).await
+}
+
+/// A refusal by validation, listing what was wrong.
+async fn respond_invalid(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    invalid: validation::Invalid,
+) -> pingora::Result<()> {
+    if invalid.reject.status == 415 || invalid.reject.status == 413 {
+        // The body was not read; the connection cannot carry another request.
+        session.set_keepalive(None);
+    }
+    respond_problem_with(session, ctx, invalid.reject, None, &invalid.violations).await
+}
+
+async fn respond_problem_with(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    reject: Reject,
+    allow: Option<String>,
+    violations: &[validation::Violation],
+) -> pingora::Result<()> {
     ctx.outcome = reject.code;
-    let body = Bytes::from(problem::render(&reject, &ctx.request_id, None));
+    let body = Bytes::from(problem::render_with(
+        &reject,
+        &ctx.request_id,
+        None,
+        violations,
+    ));
     let mut resp = ResponseHeader::build(reject.status, Some(8))?;
     resp.insert_header(CONTENT_TYPE, problem::CONTENT_TYPE)?;
     resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
@@ -512,6 +563,16 @@ impl ProxyHttp for Gateway {
             }
             respond_problem(session, ctx, reject, None).await?;
             return Ok(true);
+        }
+        if let Some(v) = &route.validation {
+            let req = session.req_header();
+            let checked = v
+                .check_params(req.uri.query(), &params, &req.headers)
+                .and_then(|()| v.check_content_type(content_type(req)));
+            if let Err(invalid) = checked {
+                respond_invalid(session, ctx, invalid).await?;
+                return Ok(true);
+            }
         }
         if declared_length(session).is_some_and(|len| len > route.max_body_bytes) {
             // The unread body makes the connection unusable for another request.

@@ -15,10 +15,12 @@ use serde::de::DeserializeOwned;
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{BindSpec, GatewayFile, PolicyFile, RouteSpec, TimeoutSpec, UpstreamSpec};
 use super::partners::{compile_partners, Partners};
+use super::validate::{compile_validation, SchemaContext};
 use crate::body::Pointer;
 use crate::isolation::{Binding, IdentityHeaders, PARTNER_PARAM};
 use crate::protocol::Limits;
 use crate::router::Router;
+use crate::validation::RouteValidation;
 
 /// Resolved per-route upstream timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +91,7 @@ pub struct Route {
     pub response_bind: Option<Pointer>,
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
+    pub validation: Option<RouteValidation>,
 }
 
 impl Route {
@@ -96,7 +99,9 @@ impl Route {
     /// before anything goes on: such requests are forwarded only once
     /// their body passed, and answered only once the response did.
     pub fn buffers(&self) -> bool {
-        self.binding.needs_body() || self.response_bind.is_some()
+        self.binding.needs_body()
+            || self.response_bind.is_some()
+            || self.validation.as_ref().is_some_and(|v| v.body.is_some())
     }
 }
 
@@ -170,6 +175,7 @@ pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
     settings.tls.certificate = resolve_path(&base, &settings.tls.certificate);
     settings.tls.private_key = resolve_path(&base, &settings.tls.private_key);
     settings.keys.path = resolve_path(&base, &settings.keys.path);
+    settings.schemas = resolve_path(&base, &settings.schemas);
     settings.server.pid_file = resolve_path(&base, &settings.server.pid_file);
     settings.server.upgrade_sock = resolve_path(&base, &settings.server.upgrade_sock);
     settings.keys.pepper_file = settings
@@ -266,7 +272,11 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         .collect();
 
     let upstreams = compile_upstreams(&policies, &mut errors);
-    let (router, routes) = compile_routes(&policies, &upstreams, &mut errors);
+    let schemas = SchemaContext {
+        dir: settings.schemas.clone(),
+        loader: crate::schemas::Loader::new(vec![settings.schemas.clone()]),
+    };
+    let (router, routes) = compile_routes(&policies, &upstreams, &schemas, &mut errors);
     let route_names = policies
         .iter()
         .flat_map(|(_, p)| p.routes.iter().map(|r| r.value.name.clone()))
@@ -448,6 +458,7 @@ fn load_ca(path: &Path) -> Result<(Arc<CaType>, blake3::Hash), String> {
 fn compile_routes(
     policies: &[(PathBuf, PolicyFile)],
     (upstreams, invalid_upstreams): &Upstreams,
+    schemas: &SchemaContext,
     errors: &mut ConfigErrors,
 ) -> (Router<Route>, usize) {
     let mut router = Router::default();
@@ -538,6 +549,16 @@ fn compile_routes(
                 ));
                 continue;
             }
+            let validation = match &spec.validate {
+                None => None,
+                Some(v) => match compile_validation(v, &template_params(&spec.path), schemas) {
+                    Ok(v) => Some(v),
+                    Err((sub, msg)) => {
+                        errors.push(ConfigError::new(file, line, field(sub), msg));
+                        continue;
+                    }
+                },
+            };
             let route = Arc::new(Route {
                 name: spec.name.clone(),
                 upstream: upstream.clone(),
@@ -547,6 +568,7 @@ fn compile_routes(
                 response_bind,
                 max_body_bytes: spec.max_body_bytes,
                 max_response_bytes: spec.max_response_bytes,
+                validation,
             });
             match router.insert(&spec.path, &methods, route) {
                 Ok(()) => count += 1,

@@ -6,6 +6,7 @@ mod compile;
 mod error;
 pub mod model;
 mod partners;
+mod validate;
 
 pub use compile::{load, load_settings, resolve_path, Loaded, Plan, Route, Timeouts, Upstream};
 pub use error::{ConfigError, ConfigErrors};

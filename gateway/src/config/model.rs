@@ -31,6 +31,15 @@ pub struct GatewayFile {
     pub server: ServerSettings,
     #[serde(default)]
     pub identity: IdentitySettings,
+    /// Directory of JSON Schema files routes name, relative to the
+    /// gateway file. `$ref`s resolve inside it (and inside imported
+    /// OpenAPI documents' directories), never over the network.
+    #[serde(default = "default_schemas_dir")]
+    pub schemas: PathBuf,
+}
+
+fn default_schemas_dir() -> PathBuf {
+    PathBuf::from("schemas")
 }
 
 fn default_policies() -> Vec<Spanned<String>> {
@@ -560,6 +569,56 @@ pub struct RouteSpec {
     /// Largest response buffered for `response_bind`; bigger ones get 502.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// JSON Schema validation of the request.
+    #[serde(default)]
+    pub validate: Option<ValidateSpec>,
+}
+
+/// A schema: a file under the schemas directory, or written inline.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SchemaSource {
+    File(String),
+    Inline(serde_json::Value),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownParams {
+    #[default]
+    Allow,
+    Refuse,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSpec {
+    /// Schema of the JSON body.
+    #[serde(default)]
+    pub body: Option<SchemaSource>,
+    /// Object schema of the query parameters; values are typed as the
+    /// schema declares (`?limit=5` is the integer 5).
+    #[serde(default)]
+    pub query: Option<SchemaSource>,
+    /// Object schema of the path parameters.
+    #[serde(default)]
+    pub path: Option<SchemaSource>,
+    /// Object schema of chosen headers (property names in lower case).
+    #[serde(default)]
+    pub headers: Option<SchemaSource>,
+    /// Query parameters the query schema does not name: allowed or refused.
+    #[serde(default)]
+    pub unknown_query: UnknownParams,
+    /// Accepted body media types; default `[application/json]`.
+    #[serde(default)]
+    pub content_types: Option<Vec<String>>,
+    /// Whether an empty body is refused; default true when a body schema
+    /// is given.
+    #[serde(default)]
+    pub body_required: Option<bool>,
+    /// Deepest JSON nesting accepted (at most 64); default 32.
+    #[serde(default)]
+    pub max_depth: Option<usize>,
 }
 
 fn default_max_body_bytes() -> usize {

@@ -127,6 +127,8 @@ pub struct GatewayConfig {
     /// Join the deployment of this (pepper, admin token, keys) instead of
     /// issuing keys.
     pub join: Option<(PathBuf, std::collections::HashMap<String, String>)>,
+    /// Schema files, keyed by path under `schemas/`.
+    pub schemas: Vec<(String, String)>,
 }
 
 impl GatewayConfig {
@@ -139,6 +141,7 @@ impl GatewayConfig {
             watch_interval: "0s".into(),
             keys: String::new(),
             join: None,
+            schemas: Vec::new(),
         }
     }
 }
@@ -228,6 +231,11 @@ impl Gateway {
             }
             None => issue_keys(dir.path()).await,
         };
+        for (name, body) in &config.schemas {
+            let path = dir.path().join("schemas").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
         for (name, body) in &config.policies {
             std::fs::write(dir.path().join("policies").join(name), body).unwrap();
         }

@@ -14,3 +14,4 @@ mod redis;
 mod reload;
 mod routing;
 mod transport;
+mod validation;

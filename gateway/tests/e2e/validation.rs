@@ -1,0 +1,437 @@
+//! Request validation end to end: every invalid request is refused with a
+//! bounded list of violations, and the upstream receives no byte of it,
+//! whatever the framing (Content-Length, chunked, slow, HTTP/2).
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use crate::common::*;
+
+const COMMON: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "definitions": {"sku": {"type": "string", "pattern": "^[A-Z0-9-]{3,32}$"}}
+}"#;
+
+const NEW_ORDER: &str = r#"{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["sku", "quantity"],
+  "properties": {
+    "sku": {"$ref": "../common.json#/definitions/sku"},
+    "quantity": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "note": {"type": "string", "maxLength": 200}
+  }
+}"#;
+
+/// Draft 7 only: `dependencies` (split in 2019-09).
+const LEGACY: &str = r#"{
+  "$schema": "http://json-schema.org/draft-07/schema#",
+  "type": "object",
+  "dependencies": {"card": ["expiry"]}
+}"#;
+
+const BATCH: &str = r#"{
+  "type": "object",
+  "required": ["items"],
+  "properties": {"items": {"type": "array", "items": {"type": "object", "required": ["sku"],
+    "properties": {"sku": {"type": "string", "pattern": "^[A-Z0-9-]{3,32}$"}}}}}
+}"#;
+
+fn policy(upstream: &str) -> String {
+    format!(
+        "partners:\n  acme: {{}}\n  globex: {{}}\n\
+         upstreams:\n  up:\n    url: {upstream}\n\
+         routes:\n\
+         \x20 - name: create-order\n    methods: [POST]\n    path: /partners/{{partner}}/orders\n    upstream: up\n\
+         \x20   validate:\n      body: orders/new-order.json\n\
+         \x20 - name: list-orders\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: up\n\
+         \x20   validate:\n      unknown_query: refuse\n\
+         \x20     query:\n        type: object\n        properties:\n          limit: {{type: integer, minimum: 1, maximum: 100}}\n          status: {{enum: [open, shipped]}}\n          tag: {{type: array, items: {{type: string}}, maxItems: 3}}\n\
+         \x20     headers:\n        type: object\n        required: [x-client-version]\n        properties:\n          x-client-version: {{type: integer, minimum: 2}}\n\
+         \x20 - name: get-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}\n    upstream: up\n\
+         \x20   validate:\n      path:\n        properties:\n          id: {{type: string, pattern: '^[a-z]+-[0-9]{{4}}$'}}\n\
+         \x20 - name: legacy\n    methods: [POST]\n    path: /echo/legacy\n    upstream: up\n\
+         \x20   validate:\n      body: legacy.json\n      content_types: [application/json, application/vnd.acme+json]\n\
+         \x20 - name: batch\n    methods: [POST]\n    path: /echo/batch\n    upstream: up\n    max_body_bytes: 2097152\n\
+         \x20   validate:\n      body: batch.json\n"
+    )
+}
+
+async fn start() -> (Upstream, Gateway) {
+    let up = Upstream::start().await;
+    let mut config = GatewayConfig::orders(&up.url());
+    config.policies = vec![("validated.yaml".into(), policy(&up.url()))];
+    config.schemas = vec![
+        ("common.json".into(), COMMON.into()),
+        ("orders/new-order.json".into(), NEW_ORDER.into()),
+        ("legacy.json".into(), LEGACY.into()),
+        ("batch.json".into(), BATCH.into()),
+    ];
+    let gw = Gateway::start(config).await;
+    (up, gw)
+}
+
+fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: gateway.test\r\n{content_type}Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+const JSON: &str = "Content-Type: application/json\r\n";
+
+/// The violations of a refusal as (location, pointer, keyword).
+fn violations(resp: &RawResponse) -> Vec<(String, String, String)> {
+    resp.json()["violations"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|v| {
+                    (
+                        v["location"].as_str().unwrap_or_default().to_string(),
+                        v["pointer"].as_str().unwrap_or_default().to_string(),
+                        v["keyword"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn v(location: &str, pointer: &str, keyword: &str) -> (String, String, String) {
+    (location.into(), pointer.into(), keyword.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_path_and_header_values_are_validated_with_their_declared_types() {
+    let (up, gw) = start().await;
+    let get = |target: &str, headers: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: gateway.test\r\n{headers}\r\n").into_bytes()
+    };
+    let version = "X-Client-Version: 3\r\n";
+    for (target, headers, expected) in [
+        (
+            "/partners/acme/orders?limit=five",
+            version,
+            v("query", "/limit", "type"),
+        ),
+        (
+            "/partners/acme/orders?limit=500",
+            version,
+            v("query", "/limit", "maximum"),
+        ),
+        (
+            "/partners/acme/orders?limit=0",
+            version,
+            v("query", "/limit", "minimum"),
+        ),
+        (
+            "/partners/acme/orders?limit=5&limit=50",
+            version,
+            v("query", "/limit", "repeated"),
+        ),
+        (
+            "/partners/acme/orders?status=lost",
+            version,
+            v("query", "/status", "enum"),
+        ),
+        (
+            "/partners/acme/orders?debug=1",
+            version,
+            v("query", "/debug", "unknown"),
+        ),
+        (
+            "/partners/acme/orders?tag=a&tag=b&tag=c&tag=d",
+            version,
+            v("query", "/tag", "maxItems"),
+        ),
+        ("/partners/acme/orders", "", v("header", "", "required")),
+        (
+            "/partners/acme/orders",
+            "X-Client-Version: 1\r\n",
+            v("header", "/x-client-version", "minimum"),
+        ),
+        (
+            "/partners/acme/orders",
+            "X-Client-Version: two\r\n",
+            v("header", "/x-client-version", "type"),
+        ),
+        (
+            "/partners/acme/orders/ACME_1",
+            "",
+            v("path", "/id", "pattern"),
+        ),
+    ] {
+        let resp = raw_request(&gw, &get(target, headers)).await.unwrap();
+        assert_problem(&resp, 400, "schema_violation");
+        assert_eq!(violations(&resp), vec![expected], "{target} {headers}");
+    }
+    assert!(
+        up.recorder.is_empty(),
+        "upstream saw {:?}",
+        up.recorder.requests()
+    );
+
+    for (target, headers) in [
+        ("/partners/acme/orders?limit=5", version),
+        (
+            "/partners/acme/orders?limit=100&status=open&tag=a&tag=b",
+            version,
+        ),
+        ("/partners/acme/orders/acme-1001", ""),
+    ] {
+        let resp = raw_request(&gw, &get(target, headers)).await.unwrap();
+        assert_eq!(
+            resp.status,
+            200,
+            "{target}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    assert_eq!(up.recorder.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_bodies_never_reach_the_upstream() {
+    let (up, gw) = start().await;
+    let order = "/partners/acme/orders";
+    let deep = format!(
+        r#"{{"sku":"AB-1","quantity":1,"note":{}1{}}}"#,
+        "[".repeat(40),
+        "]".repeat(40)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16, &str, Vec<(String, String, String)>)> = vec![
+        (
+            JSON,
+            br#"{"sku":"AB-1","quantity":"3"}"#.to_vec(),
+            400,
+            "schema_violation",
+            vec![v("body", "/quantity", "type")],
+        ),
+        (
+            JSON,
+            br#"{"sku":"AB-1","quantity":0}"#.to_vec(),
+            400,
+            "schema_violation",
+            vec![v("body", "/quantity", "minimum")],
+        ),
+        (
+            JSON,
+            br#"{"sku":"ab-1","quantity":1}"#.to_vec(),
+            400,
+            "schema_violation",
+            vec![v("body", "/sku", "pattern")],
+        ),
+        (
+            JSON,
+            br#"{"sku":"AB-1","quantity":1,"admin":true}"#.to_vec(),
+            400,
+            "schema_violation",
+            vec![v("body", "", "additionalProperties")],
+        ),
+        (
+            JSON,
+            br#"{"sku":"AB-1"}"#.to_vec(),
+            400,
+            "schema_violation",
+            vec![v("body", "", "required")],
+        ),
+        (
+            JSON,
+            br#"{"sku":"AB-1","quantity":1,"quantity":1000000}"#.to_vec(),
+            400,
+            "json_duplicate_key",
+            vec![],
+        ),
+        (JSON, deep.into_bytes(), 400, "json_too_deep", vec![]),
+        (
+            JSON,
+            b"{\"sku\":\"AB-1\xff\",\"quantity\":1}".to_vec(),
+            400,
+            "body_not_utf8",
+            vec![],
+        ),
+        (
+            JSON,
+            br#"{"sku":"AB-1","quantity":1"#.to_vec(),
+            400,
+            "body_not_json",
+            vec![],
+        ),
+        (JSON, b"".to_vec(), 400, "body_required", vec![]),
+        (
+            "Content-Type: text/plain\r\n",
+            br#"{"sku":"AB-1","quantity":1}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            vec![],
+        ),
+        (
+            "Content-Type: application/json; charset=latin1\r\n",
+            br#"{"sku":"AB-1","quantity":1}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            vec![],
+        ),
+        (
+            "Content-Type: application/json\r\nContent-Type: text/plain\r\n",
+            br#"{"sku":"AB-1","quantity":1}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            vec![],
+        ),
+        (
+            "",
+            br#"{"sku":"AB-1","quantity":1}"#.to_vec(),
+            415,
+            "unsupported_media_type",
+            vec![],
+        ),
+    ];
+    for (content_type, body, status, code, expected) in cases {
+        let resp = raw_request(&gw, &post(order, content_type, &body))
+            .await
+            .unwrap();
+        assert_problem(&resp, status, code);
+        assert_eq!(
+            violations(&resp),
+            expected,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+
+    // The same invalid body chunked, dribbled slowly, and over HTTP/2.
+    let bad = br#"{"sku":"AB-1","quantity":1,"admin":true}"#;
+    let mut chunked = format!(
+        "POST {order} HTTP/1.1\r\nHost: gateway.test\r\n{JSON}Transfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    for piece in bad.chunks(7) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let resp = raw_request(&gw, &chunked).await.unwrap();
+    assert_problem(&resp, 400, "schema_violation");
+
+    let mut slow = gw.raw_tls().await;
+    let request = gw.authed(&post(order, JSON, bad));
+    for piece in request.chunks(request.len() / 4 + 1) {
+        slow.write_all(piece).await.unwrap();
+        slow.flush().await.unwrap();
+        // A slow client, not synchronisation: nothing waits on this.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let resp = read_response(&mut slow).await.unwrap();
+    assert_problem(&resp, 400, "schema_violation");
+
+    let (status, body) = h2_raw(
+        &gw,
+        "POST",
+        order,
+        &[("content-type", "application/json")],
+        bad,
+    )
+    .await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        up.recorder.is_empty(),
+        "upstream saw {:?}",
+        up.recorder.requests()
+    );
+
+    // A valid body reaches the upstream byte for byte, over either protocol.
+    let good = br#"{"sku":"AB-1","quantity":3,"note":"by the door"}"#;
+    let resp = raw_request(&gw, &post(order, JSON, good)).await.unwrap();
+    assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(&resp.body));
+    let (status, _) = h2_raw(
+        &gw,
+        "POST",
+        order,
+        &[("content-type", "application/json")],
+        good,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let seen = up.recorder.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.body == good));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violations_are_bounded_and_never_echo_values() {
+    let (up, gw) = start().await;
+    let items: Vec<String> = (0..50)
+        .map(|i| format!(r#"{{"sku":"secret-token-{i}"}}"#))
+        .collect();
+    let body = format!(r#"{{"items":[{}]}}"#, items.join(","));
+    let resp = raw_request(&gw, &post("/echo/batch", JSON, body.as_bytes()))
+        .await
+        .unwrap();
+    assert_problem(&resp, 400, "schema_violation");
+    let found = violations(&resp);
+    assert_eq!(found.len(), 10, "{found:?}");
+    assert!(found.iter().all(|(l, _, k)| l == "body" && k == "pattern"));
+    assert!(!String::from_utf8_lossy(&resp.body).contains("secret-token"));
+
+    // A 1 MiB body is validated whole: one bad item at the very end refuses it.
+    let item = r#"{"sku":"ABC-123"}"#;
+    let count = 1024 * 1024 / (item.len() + 1);
+    let mut many = vec![item; count];
+    let valid = format!(r#"{{"items":[{}]}}"#, many.join(","));
+    assert!(valid.len() >= 1024 * 1024 - 64);
+    let resp = raw_request(&gw, &post("/echo/batch", JSON, valid.as_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert!(up.recorder.requests()[0].body == valid.as_bytes());
+    many.push(r#"{"sku":"bad"}"#);
+    let invalid = format!(r#"{{"items":[{}]}}"#, many.join(","));
+    let resp = raw_request(&gw, &post("/echo/batch", JSON, invalid.as_bytes()))
+        .await
+        .unwrap();
+    assert_problem(&resp, 400, "schema_violation");
+    assert_eq!(
+        violations(&resp),
+        vec![v("body", &format!("/items/{count}/sku"), "pattern")]
+    );
+    assert_eq!(up.recorder.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draft_7_schemas_and_declared_media_types_are_honoured() {
+    let (up, gw) = start().await;
+    let resp = raw_request(
+        &gw,
+        &post(
+            "/echo/legacy",
+            "Content-Type: application/vnd.acme+json\r\n",
+            br#"{"card":"4111"}"#,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_problem(&resp, 400, "schema_violation");
+    // Applied at all only under draft 7 (2020-12 ignores `dependencies`);
+    // the validator reports it as the missing property.
+    assert_eq!(violations(&resp), vec![v("body", "", "required")]);
+    let resp = raw_request(
+        &gw,
+        &post(
+            "/echo/legacy",
+            "Content-Type: Application/JSON; charset=UTF-8\r\n",
+            br#"{"card":"4111","expiry":"12/30"}"#,
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(up.recorder.len(), 1);
+}
