@@ -97,14 +97,22 @@ pub fn file_uri(path: &Path) -> String {
 
 /// Compiles `schema`, whose relative references resolve against `base`
 /// (the file it came from, or the schemas directory for inline schemas).
-/// Without a `$schema`, draft 2020-12 applies.
-pub fn compile(schema: &Value, base: &Path, loader: &Loader) -> Result<Validator, String> {
+/// `draft` forces a dialect; otherwise `$schema` decides, and without
+/// one, draft 2020-12 applies.
+pub fn compile(
+    schema: &Value,
+    base: &Path,
+    draft: Option<Draft>,
+    loader: &Loader,
+) -> Result<Validator, String> {
     let mut options = jsonschema::options()
         .with_base_uri(file_uri(base))
         .with_retriever(loader.clone())
         .with_pattern_options(PatternOptions::regex())
         .should_validate_formats(true);
-    if schema.get("$schema").is_none() {
+    if let Some(draft) = draft {
+        options = options.with_draft(draft);
+    } else if schema.get("$schema").is_none() {
         options = options.with_draft(Draft::Draft202012);
     }
     options.build(schema).map_err(|e| e.to_string())
@@ -212,11 +220,7 @@ pub fn coerce(value: &str, types: &[JsonType]) -> Value {
                 "false" => return Value::Bool(false),
                 _ => {}
             },
-            JsonType::Null => {
-                if value == "null" {
-                    return Value::Null;
-                }
-            }
+            JsonType::Null if value == "null" => return Value::Null,
             _ => {}
         }
     }
@@ -255,13 +259,13 @@ mod tests {
         let loader = Loader::new(vec![dir.path().to_path_buf()]);
         let base = dir.path().join("order.json");
         let local = json!({"properties":{"q":{"$ref":"common.json#/$defs/qty"}}});
-        let v = compile(&local, &base, &loader).unwrap();
+        let v = compile(&local, &base, None, &loader).unwrap();
         assert!(v.is_valid(&json!({"q": 2})));
         assert!(!v.is_valid(&json!({"q": 0})));
         let remote = json!({"$ref":"https://example.com/schema.json"});
-        let err = compile(&remote, &base, &loader).unwrap_err();
+        let err = compile(&remote, &base, None, &loader).unwrap_err();
         assert!(err.contains("not fetched"), "{err}");
         let outside = json!({"$ref":"../../etc/passwd"});
-        assert!(compile(&outside, &base, &loader).is_err());
+        assert!(compile(&outside, &base, None, &loader).is_err());
     }
 }

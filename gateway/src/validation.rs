@@ -285,7 +285,7 @@ mod tests {
         let loader = Loader::new(vec![dir.clone()]);
         ParamSchema {
             properties: property_types(&schema, &dir, &loader).unwrap(),
-            validator: compile(&schema, &dir, &loader).unwrap(),
+            validator: compile(&schema, &dir, None, &loader).unwrap(),
         }
     }
 

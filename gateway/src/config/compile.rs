@@ -11,6 +11,7 @@ use http::{HeaderValue, Method};
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::WrappedX509;
 use serde::de::DeserializeOwned;
+use serde_saphyr::Spanned;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{BindSpec, GatewayFile, PolicyFile, RouteSpec, TimeoutSpec, UpstreamSpec};
@@ -266,15 +267,36 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
     }
     policy_files.dedup();
 
-    let policies: Vec<(PathBuf, PolicyFile)> = policy_files
+    let mut policies: Vec<(PathBuf, PolicyFile)> = policy_files
         .iter()
         .filter_map(|p| parse_yaml::<PolicyFile>(p, &mut errors).map(|f| (p.clone(), f)))
         .collect();
 
     let upstreams = compile_upstreams(&policies, &mut errors);
+    let mut schema_roots = vec![settings.schemas.clone()];
+    for (file, policy) in &mut policies {
+        for import in std::mem::take(&mut policy.openapi) {
+            match super::openapi::import(file, &import.value) {
+                Ok((routes, dir)) => {
+                    schema_roots.push(dir);
+                    policy.routes.extend(
+                        routes
+                            .into_iter()
+                            .map(|r| Spanned::new(r, import.referenced, import.defined)),
+                    );
+                }
+                Err(msg) => errors.push(ConfigError::new(
+                    file,
+                    Some(import.referenced.line()),
+                    "openapi",
+                    msg,
+                )),
+            }
+        }
+    }
     let schemas = SchemaContext {
         dir: settings.schemas.clone(),
-        loader: crate::schemas::Loader::new(vec![settings.schemas.clone()]),
+        loader: crate::schemas::Loader::new(schema_roots),
     };
     let (router, routes) = compile_routes(&policies, &upstreams, &schemas, &mut errors);
     let route_names = policies
@@ -551,7 +573,12 @@ fn compile_routes(
             }
             let validation = match &spec.validate {
                 None => None,
-                Some(v) => match compile_validation(v, &template_params(&spec.path), schemas) {
+                Some(v) => match compile_validation(
+                    v,
+                    &template_params(&spec.path),
+                    spec.schema_origin.as_ref(),
+                    schemas,
+                ) {
                     Ok(v) => Some(v),
                     Err((sub, msg)) => {
                         errors.push(ConfigError::new(file, line, field(sub), msg));

@@ -5,6 +5,7 @@
 mod compile;
 mod error;
 pub mod model;
+mod openapi;
 mod partners;
 mod validate;
 

@@ -448,6 +448,33 @@ pub struct PolicyFile {
     pub upstreams: BTreeMap<String, Spanned<UpstreamSpec>>,
     #[serde(default)]
     pub routes: Vec<Spanned<RouteSpec>>,
+    /// OpenAPI 3.0/3.1 documents whose operations become routes, with
+    /// their parameters and request bodies as validators.
+    #[serde(default)]
+    pub openapi: Vec<Spanned<OpenApiImport>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiImport {
+    /// The document (YAML or JSON), relative to the policy file.
+    pub file: PathBuf,
+    /// The upstream every imported route goes to.
+    pub upstream: String,
+    /// Only these operationIds; all operations when absent.
+    #[serde(default)]
+    pub operations: Option<Vec<String>>,
+    /// Prefix of the imported route names (`<prefix><operationId>`).
+    #[serde(default)]
+    pub name_prefix: String,
+    /// Scopes every imported route requires.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Query parameters the document does not declare: allowed or refused.
+    #[serde(default)]
+    pub unknown_query: UnknownParams,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -572,6 +599,19 @@ pub struct RouteSpec {
     /// JSON Schema validation of the request.
     #[serde(default)]
     pub validate: Option<ValidateSpec>,
+    /// For routes imported from OpenAPI: the file inline schemas' `$ref`s
+    /// resolve against, and the draft they are written in.
+    #[serde(skip)]
+    pub schema_origin: Option<(PathBuf, SchemaDraft)>,
+}
+
+/// The JSON Schema dialect of an imported document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaDraft {
+    /// OpenAPI 3.0: close to draft 4 (boolean `exclusiveMinimum`).
+    Draft4,
+    /// OpenAPI 3.1: JSON Schema 2020-12.
+    Draft202012,
 }
 
 /// A schema: a file under the schemas directory, or written inline.

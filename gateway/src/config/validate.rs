@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-use super::model::{SchemaSource, UnknownParams, ValidateSpec};
+use super::model::{SchemaDraft, SchemaSource, UnknownParams, ValidateSpec};
 use crate::body::MAX_DEPTH;
 use crate::schemas::{compile, property_types, Loader};
 use crate::validation::{BodySchema, ParamSchema, RouteValidation};
@@ -18,23 +18,48 @@ pub struct SchemaContext {
     pub loader: Loader,
 }
 
-impl SchemaContext {
+/// One route's view: inline schemas of routes imported from OpenAPI
+/// resolve against the document and are in its dialect.
+struct RouteSchemas<'a> {
+    ctx: &'a SchemaContext,
+    origin: Option<&'a (PathBuf, SchemaDraft)>,
+}
+
+impl RouteSchemas<'_> {
     /// The schema document and the path relative references resolve against.
     fn source(&self, source: &SchemaSource) -> Result<(Value, PathBuf), String> {
         match source {
             SchemaSource::File(rel) => {
-                let path = self.dir.join(rel);
-                Ok((self.loader.read(&path)?, path))
+                let path = self.ctx.dir.join(rel);
+                Ok((self.ctx.loader.read(&path)?, path))
             }
-            SchemaSource::Inline(v) => Ok((v.clone(), self.dir.join("inline.json"))),
+            SchemaSource::Inline(v) => {
+                let base = match self.origin {
+                    Some((file, _)) => file.clone(),
+                    None => self.ctx.dir.join("inline.json"),
+                };
+                Ok((v.clone(), base))
+            }
         }
+    }
+
+    fn compile(
+        &self,
+        doc: &Value,
+        base: &std::path::Path,
+    ) -> Result<jsonschema::Validator, String> {
+        let draft = match self.origin {
+            Some((_, SchemaDraft::Draft4)) => Some(jsonschema::Draft::Draft4),
+            _ => None,
+        };
+        compile(doc, base, draft, &self.ctx.loader)
     }
 
     fn params(&self, source: &SchemaSource) -> Result<ParamSchema, String> {
         let (doc, base) = self.source(source)?;
         Ok(ParamSchema {
-            validator: compile(&doc, &base, &self.loader)?,
-            properties: property_types(&doc, &base, &self.loader)?,
+            validator: self.compile(&doc, &base)?,
+            properties: property_types(&doc, &base, &self.ctx.loader)?,
         })
     }
 }
@@ -42,13 +67,15 @@ impl SchemaContext {
 pub fn compile_validation(
     spec: &ValidateSpec,
     template_params: &[&str],
+    origin: Option<&(PathBuf, SchemaDraft)>,
     ctx: &SchemaContext,
 ) -> Result<RouteValidation, (&'static str, String)> {
+    let ctx = RouteSchemas { ctx, origin };
     let body = match &spec.body {
         None => None,
         Some(source) => {
             let (doc, base) = ctx.source(source).map_err(|m| ("validate.body", m))?;
-            let validator = compile(&doc, &base, &ctx.loader).map_err(|m| ("validate.body", m))?;
+            let validator = ctx.compile(&doc, &base).map_err(|m| ("validate.body", m))?;
             let max_depth = spec.max_depth.unwrap_or(DEFAULT_MAX_DEPTH);
             if max_depth == 0 || max_depth > MAX_DEPTH {
                 return Err((

@@ -198,3 +198,71 @@ fn partner_and_binding_mistakes_are_reported() {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+#[test]
+fn schema_mistakes_are_reported_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::create_dir(dir.path().join("schemas")).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    std::fs::write(
+        dir.path().join("schemas/remote.json"),
+        r#"{"$ref": "https://schemas.example.com/order.json"}"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("schemas/broken.json"), r#"{"type": 5}"#).unwrap();
+    std::fs::write(
+        dir.path().join("policies/a.yaml"),
+        "partners:\n  acme: {}\n\
+         upstreams:\n  up:\n    url: http://127.0.0.1:9\n\
+         routes:\n\
+         \x20 - name: remote\n    methods: [POST]\n    path: /a\n    upstream: up\n    validate:\n      body: remote.json\n\
+         \x20 - name: broken\n    methods: [POST]\n    path: /b\n    upstream: up\n    validate:\n      body: broken.json\n\
+         \x20 - name: missing\n    methods: [POST]\n    path: /c\n    upstream: up\n    validate:\n      body: nowhere.json\n\
+         \x20 - name: escape\n    methods: [POST]\n    path: /d\n    upstream: up\n    validate:\n      body: ../portcullis.yaml\n\
+         \x20 - name: path\n    methods: [GET]\n    path: /e/{id}\n    upstream: up\n    validate:\n      path:\n        properties:\n          ident: {type: string}\n\
+         \x20 - name: headers\n    methods: [GET]\n    path: /f\n    upstream: up\n    validate:\n      headers:\n        properties:\n          X-Version: {type: integer}\n",
+    )
+    .unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "routes[0].validate.body: ",
+        "is not fetched; put the schema in the schemas directory",
+        "routes[1].validate.body: ",
+        "routes[2].validate.body: cannot read",
+        "routes[3].validate.body: ",
+        "is outside the schemas directory",
+        "routes[4].validate.path: the schema names \"ident\", which the path template does not have",
+        "routes[5].validate.headers: header properties are matched in lower case",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}
+
+#[test]
+fn openapi_import_mistakes_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    let doc =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/orders-upstream/openapi.yaml");
+    std::fs::write(
+        dir.path().join("policies/a.yaml"),
+        format!(
+            "upstreams:\n  up:\n    url: http://127.0.0.1:9\n\
+             openapi:\n  - file: {}\n    upstream: up\n    operations: [listOrders, deleteEverything]\n\
+             \x20 - file: missing.yaml\n    upstream: up\n",
+            doc.display()
+        ),
+    )
+    .unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "policies/a.yaml:5: openapi: no operation \"deleteEverything\" in the document",
+        "openapi: cannot read",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+}

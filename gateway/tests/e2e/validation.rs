@@ -85,8 +85,11 @@ fn post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
 
 const JSON: &str = "Content-Type: application/json\r\n";
 
-/// The violations of a refusal as (location, pointer, keyword).
-fn violations(resp: &RawResponse) -> Vec<(String, String, String)> {
+/// A reported violation: (location, pointer, keyword).
+type Found = (String, String, String);
+
+/// The violations of a refusal.
+fn violations(resp: &RawResponse) -> Vec<Found> {
     resp.json()["violations"]
         .as_array()
         .map(|list| {
@@ -103,7 +106,7 @@ fn violations(resp: &RawResponse) -> Vec<(String, String, String)> {
         .unwrap_or_default()
 }
 
-fn v(location: &str, pointer: &str, keyword: &str) -> (String, String, String) {
+fn v(location: &str, pointer: &str, keyword: &str) -> Found {
     (location.into(), pointer.into(), keyword.into())
 }
 
@@ -205,7 +208,7 @@ async fn invalid_bodies_never_reach_the_upstream() {
         "[".repeat(40),
         "]".repeat(40)
     );
-    let cases: Vec<(&str, Vec<u8>, u16, &str, Vec<(String, String, String)>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, u16, &str, Vec<Found>)> = vec![
         (
             JSON,
             br#"{"sku":"AB-1","quantity":"3"}"#.to_vec(),
@@ -434,4 +437,86 @@ async fn draft_7_schemas_and_declared_media_types_are_honoured() {
     .unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(up.recorder.len(), 1);
+}
+
+/// The example upstream's own OpenAPI document, imported as routes.
+fn openapi_policy(upstream: &str) -> String {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/orders-upstream/openapi.yaml");
+    format!(
+        "partners:\n  acme: {{}}\n  globex: {{}}\n\
+         upstreams:\n  orders:\n    url: {upstream}\n\
+         openapi:\n  - file: {}\n    upstream: orders\n    unknown_query: refuse\n",
+        doc.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openapi_document_becomes_routes_and_validators() {
+    let up = Upstream::start().await;
+    let mut config = GatewayConfig::orders(&up.url());
+    config.policies = vec![("openapi.yaml".into(), openapi_policy(&up.url()))];
+    let gw = Gateway::start(config).await;
+    let order = "/partners/acme/orders";
+    for (body, expected) in [
+        (
+            &br#"{"sku":"BOLT-7","quantity":0}"#[..],
+            v("body", "/quantity", "minimum"),
+        ),
+        (
+            br#"{"sku":"BOLT-7","quantity":1001}"#,
+            v("body", "/quantity", "maximum"),
+        ),
+        (
+            br#"{"sku":"bolt-7","quantity":1}"#,
+            v("body", "/sku", "pattern"),
+        ),
+        (
+            br#"{"sku":"BOLT-7","quantity":1,"price":0}"#,
+            v("body", "", "additionalProperties"),
+        ),
+        (br#"{"quantity":1}"#, v("body", "", "required")),
+    ] {
+        let resp = raw_request(&gw, &post(order, JSON, body)).await.unwrap();
+        assert_problem(&resp, 400, "schema_violation");
+        assert_eq!(violations(&resp), vec![expected]);
+    }
+    let resp = raw_request(&gw, &post(order, JSON, b"")).await.unwrap();
+    assert_problem(&resp, 400, "body_required");
+    let get =
+        |target: &str| format!("GET {target} HTTP/1.1\r\nHost: gateway.test\r\n\r\n").into_bytes();
+    let resp = raw_request(&gw, &get("/partners/acme/orders?debug=1"))
+        .await
+        .unwrap();
+    assert_problem(&resp, 400, "schema_violation");
+    assert_eq!(violations(&resp), vec![v("query", "/debug", "unknown")]);
+    // `{partner}` in an imported path binds the route to the caller.
+    let resp = raw_request(&gw, &get("/partners/globex/orders"))
+        .await
+        .unwrap();
+    assert_problem(&resp, 403, "partner_mismatch");
+    // Paths the document does not have stay unknown.
+    let resp = raw_request(&gw, &get("/echo/anything")).await.unwrap();
+    assert_problem(&resp, 404, "route_not_found");
+    assert!(
+        up.recorder.is_empty(),
+        "upstream saw {:?}",
+        up.recorder.requests()
+    );
+
+    let resp = raw_request(&gw, &post(order, JSON, br#"{"sku":"BOLT-7","quantity":3}"#))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 201, "{}", String::from_utf8_lossy(&resp.body));
+    let resp = raw_request(&gw, &get("/partners/acme/orders"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(
+        gw.metric(
+            "portcullis_requests_total{code=\"proxied\",route=\"createOrder\",status=\"201\"}"
+        )
+        .await,
+        1.0
+    );
 }
