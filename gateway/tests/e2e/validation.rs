@@ -88,6 +88,10 @@ const JSON: &str = "Content-Type: application/json\r\n";
 /// A reported violation: (location, pointer, keyword).
 type Found = (String, String, String);
 
+/// A request body case: content-type header line(s), body, expected status,
+/// problem code and violations.
+type Case = (&'static str, Vec<u8>, u16, &'static str, Vec<Found>);
+
 /// The violations of a refusal.
 fn violations(resp: &RawResponse) -> Vec<Found> {
     resp.json()["violations"]
@@ -208,7 +212,7 @@ async fn invalid_bodies_never_reach_the_upstream() {
         "[".repeat(40),
         "]".repeat(40)
     );
-    let cases: Vec<(&str, Vec<u8>, u16, &str, Vec<Found>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             JSON,
             br#"{"sku":"AB-1","quantity":"3"}"#.to_vec(),
