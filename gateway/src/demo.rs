@@ -97,6 +97,8 @@ fn policy_yaml(upstream: SocketAddr) -> String {
          routes:\n\
          \x20 - name: list-orders\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n\
          \x20 - name: create-order\n    methods: [POST]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n    scopes: [orders:write]\n\
+         \x20   validate:\n      body:\n        type: object\n        additionalProperties: false\n        required: [sku, quantity]\n\
+         \x20       properties:\n          sku: {{type: string, pattern: '^[A-Z0-9-]{{3,32}}$'}}\n          quantity: {{type: integer, minimum: 1, maximum: 1000}}\n\
          \x20 - name: get-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n"
     )
 }
@@ -162,6 +164,7 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -i '{base}/partners/acme/orders?api_key={acme}'   # 400 key_in_query\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/globex/orders   # 403 partner_mismatch\
          \n  {c} -i -H 'X-API-Key: {globex}' -X POST -H 'content-type: application/json' -d '{{}}' {base}/partners/globex/orders   # 403 scope_denied (globex may only read)\
+         \n  {c} -i -H 'X-API-Key: {acme}' -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":0}}' {base}/partners/acme/orders   # 400 schema_violation\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/admin                    # 404 route_not_found\
          \n  {c} -i -H 'X-API-Key: {acme}' --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
          \n  curl -sS -i --tlsv1.1 --tls-max 1.1 --cacert {ca} {base}/   # refused: TLS 1.2+ only\
@@ -169,8 +172,7 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -X POST -H 'X-API-Key: {acme}' {base}/.portcullis/v1/keys/rotate\
          \n  # operators: portcullis keys list|create|rotate|revoke --config {config}\
          \n  curl -sS http://{admin}/metrics | grep portcullis_requests_total\
-         \n\nBody validation (400 for a malformed body) is enforced once its issue lands; this demo\
-         \ngrows with it. Ctrl-C stops everything.\n",
+         \n\nCtrl-C stops everything.\n",
         admin = opts.admin,
         config = opts.dir.join("portcullis.yaml").display(),
         ca = ca.display(),

@@ -4,13 +4,21 @@ use std::path::Path;
 
 use crate::common::*;
 
+/// A gateway file using `policies_glob`; the shipped policies come with
+/// the shipped schemas.
 fn write_gateway(dir: &Path, policies_glob: &str) {
     let pki = Pki::new();
     pki.write_leaf(&dir.join("cert.pem"), &dir.join("key.pem"));
     std::fs::write(dir.join("pepper"), "ab".repeat(32)).unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schemas = if policies_glob.starts_with(shipped.to_str().unwrap()) {
+        format!("schemas: \"{}\"\n", shipped.join("schemas").display())
+    } else {
+        String::new()
+    };
     std::fs::write(
         dir.join("portcullis.yaml"),
-        format!("tls:\n  certificate: cert.pem\n  private_key: key.pem\nkeys:\n  pepper_file: pepper\npolicies:\n  - \"{policies_glob}\"\n"),
+        format!("tls:\n  certificate: cert.pem\n  private_key: key.pem\nkeys:\n  pepper_file: pepper\npolicies:\n  - \"{policies_glob}\"\n{schemas}"),
     )
     .unwrap();
 }

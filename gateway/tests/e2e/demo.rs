@@ -116,6 +116,17 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 403, "another partner's resource");
+    for (quantity, status) in [(0, 400), (3, 201)] {
+        let resp = client
+            .post(format!("{base}/partners/acme/orders"))
+            .header("x-api-key", &acme)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"sku":"BOLT-7","quantity":{quantity}}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "order of {quantity}");
+    }
     let resp = client
         .get(format!("{base}/admin"))
         .header("x-api-key", &acme)
