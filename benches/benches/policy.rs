@@ -1,7 +1,8 @@
-//! The isolation stage's price per request: partner and route admission,
-//! path/query/header bindings, the JSON body binding and the response
-//! guard, with a plain `serde_json` parse of the same bytes as the baseline.
-//! Run: `cargo bench -p portcullis-benches --bench isolation`.
+//! The price per request of the policy stages: partner and route
+//! admission, path/query/header bindings, the JSON body binding, the
+//! response guard and JSON Schema validation, with a plain `serde_json`
+//! parse of the same bytes as the baseline.
+//! Run: `cargo bench -p portcullis-benches --bench policy`.
 
 use std::hint::black_box;
 
@@ -9,6 +10,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use portcullis::body::{bound_to, parse_strict, Pointer, MAX_DEPTH};
 use portcullis::isolation::{admit_partner, admit_route, check_bindings, Binding, Partner};
+use portcullis::schemas::{compile, property_types, Loader};
+use portcullis::validation::{BodySchema, ParamSchema, RouteValidation};
 
 fn partner() -> Partner {
     Partner {
@@ -107,5 +110,69 @@ fn json(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, admission, json);
+/// The order-list schema the validation benchmarks check bodies against.
+fn list_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "required": ["partner", "orders"],
+        "properties": {
+            "partner": {"type": "string", "pattern": "^[a-z0-9-]{1,64}$"},
+            "orders": {"type": "array", "items": {
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["id", "partner", "sku", "quantity"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "partner": {"type": "string"},
+                    "sku": {"type": "string", "pattern": "^[A-Z0-9-]{3,32}$"},
+                    "quantity": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "note": {"type": "string", "maxLength": 200}
+                }
+            }}
+        }
+    })
+}
+
+fn validation(c: &mut Criterion) {
+    let dir = std::env::temp_dir();
+    let loader = Loader::new(vec![dir.clone()]);
+    let route = RouteValidation {
+        body: Some(BodySchema {
+            validator: compile(&list_schema(), &dir, None, &loader).unwrap(),
+            content_types: vec!["application/json".into()],
+            required: true,
+            max_depth: 32,
+        }),
+        query: Some({
+            let q = serde_json::json!({"type": "object", "properties": {
+                "limit": {"type": "integer", "maximum": 100},
+                "status": {"enum": ["open", "shipped"]}}});
+            ParamSchema {
+                validator: compile(&q, &dir, None, &loader).unwrap(),
+                properties: property_types(&q, &dir, &loader).unwrap(),
+            }
+        }),
+        ..RouteValidation::default()
+    };
+    let headers = HeaderMap::new();
+    c.bench_function("validation/query (2 typed parameters)", |b| {
+        b.iter(|| {
+            route
+                .check_params(black_box(Some("limit=20&status=open")), &[], &headers)
+                .unwrap()
+        })
+    });
+    for (label, len) in [("1 KiB", 1024), ("64 KiB", 64 * 1024)] {
+        let doc = orders_json(len);
+        c.bench_function(&format!("validation/body {label} (parse + schema)"), |b| {
+            b.iter(|| {
+                route
+                    .check_body(Some("application/json"), black_box(&doc))
+                    .unwrap()
+            })
+        });
+    }
+}
+
+criterion_group!(benches, admission, json, validation);
 criterion_main!(benches);
