@@ -26,7 +26,8 @@ use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 
 use crate::body::{bound_to, parse_strict, Bound, Pointer};
-use crate::config::{Plan, Route};
+use crate::config::Plan;
+use crate::config::Route;
 use crate::problem::Reject;
 
 pub const BODY_TOO_LARGE: Reject = Reject::new(
@@ -163,8 +164,9 @@ pub async fn forward(
         }
     }
     let outcome = ticket.outcome.clone();
-    let guard = ticket.route.response_bind.clone();
-    let max_response = ticket.route.max_response_bytes;
+    let route = ticket.route.clone();
+    let block_secrets = ticket.plan.block_secrets;
+    let max_response = route.max_response_bytes;
     let partner = ticket.partner.clone();
     let Some(spawner) = session.subrequest_spawner.as_ref() else {
         return Err(Error::explain(
@@ -187,7 +189,7 @@ pub async fn forward(
     };
 
     let mut held = Held::new(max_response);
-    let result = if guard.is_some() {
+    let result = if route.holds_response() {
         pipe_subrequest(
             session,
             subrequest,
@@ -216,15 +218,15 @@ pub async fn forward(
     }
     let sub_outcome = outcome.lock().map(|o| *o).unwrap_or("pending");
 
-    let Some(pointer) = guard else {
+    if !route.holds_response() {
         if session.response_written().is_none() {
             // The subrequest ended without an answer (it could not even
             // start): the client still gets one.
             return Ok(Forwarded::Refused(crate::problem::INTERNAL_ERROR));
         }
         return Ok(Forwarded::Answered(sub_outcome));
-    };
-    match held.verdict(&pointer, &partner) {
+    }
+    match held.verdict(&route, &partner, block_secrets) {
         Err(reject) => Ok(Forwarded::Refused(reject)),
         Ok((header, body)) => {
             session.write_response_header(header, false).await?;
@@ -271,12 +273,14 @@ impl Held {
     }
 
     /// The response to send, or why it must not be sent. Only successful
-    /// answers carry partner data; the gateway's own problem responses and
-    /// upstream errors pass as they are.
+    /// answers carry partner data: they must belong to the caller and are
+    /// cut to the route's fields. The gateway's own problem responses and
+    /// (already replaced) upstream errors pass as they are.
     fn verdict(
         self,
-        pointer: &Pointer,
+        route: &Route,
         partner: &str,
+        block_secrets: bool,
     ) -> Result<(Box<ResponseHeader>, Bytes), Reject> {
         let Some(mut header) = self.header else {
             return Err(crate::problem::UPSTREAM_ERROR);
@@ -287,22 +291,40 @@ impl Held {
         if self.overflow {
             return Err(RESPONSE_TOO_LARGE);
         }
+        let mut body = self.body.freeze();
         if header.status.is_success() {
             let encoded = header
                 .headers
                 .get(CONTENT_ENCODING)
                 .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-            let owned = !encoded
-                && parse_strict(&self.body, crate::body::MAX_DEPTH)
-                    .is_ok_and(|doc| bound_to(pointer, &doc, partner) == Bound::Yes);
-            if !owned {
-                return Err(RESPONSE_PARTNER_MISMATCH);
+            let doc = if encoded {
+                None
+            } else {
+                parse_strict(&body, crate::body::MAX_DEPTH).ok()
+            };
+            if let Some(pointer) = &route.response_bind {
+                let owned = doc
+                    .as_ref()
+                    .is_some_and(|d| bound_to(pointer, d, partner) == Bound::Yes);
+                if !owned {
+                    return Err(RESPONSE_PARTNER_MISMATCH);
+                }
             }
+            if let Some(fields) = &route.fields {
+                let doc = doc.ok_or(crate::minimise::RESPONSE_NOT_FILTERABLE)?;
+                let kept = fields.for_partner(partner).apply(&doc);
+                body = serde_json::to_vec(&kept)
+                    .map_err(|_| crate::minimise::RESPONSE_NOT_FILTERABLE)?
+                    .into();
+            }
+        }
+        if block_secrets && crate::minimise::LeakScanner::default().leaks(&body) {
+            return Err(crate::minimise::RESPONSE_LEAK_BLOCKED);
         }
         header.remove_header(&TRANSFER_ENCODING);
         header
-            .insert_header(CONTENT_LENGTH, self.body.len().to_string())
+            .insert_header(CONTENT_LENGTH, body.len().to_string())
             .map_err(|_| crate::problem::INTERNAL_ERROR)?;
-        Ok((header, self.body.freeze()))
+        Ok((header, body))
     }
 }

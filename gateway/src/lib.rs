@@ -18,6 +18,7 @@ pub mod isolation;
 pub mod keys;
 pub mod keys_cli;
 pub mod metrics;
+pub mod minimise;
 pub mod path;
 pub mod plaintext;
 pub mod problem;

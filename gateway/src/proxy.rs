@@ -14,12 +14,14 @@ use pingora::protocols::ALPN;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::config::model::ReplaceErrors;
 use crate::config::{Plan, Route};
 use crate::conn_guard::GuardedStream;
 use crate::inflight::{InFlight, Permit};
 use crate::keys::credential;
 use crate::keys::service::KeyService;
 use crate::metrics::NO_ROUTE;
+use crate::minimise::{self, LeakScanner};
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
@@ -98,7 +100,7 @@ impl Gateway {
         // Without a response to hold back, a small body can go the ordinary
         // way: pingora replays what it buffered while we read (up to
         // 64 KiB), which costs less than a subrequest.
-        let may_replay = route.response_bind.is_none();
+        let may_replay = !route.holds_response();
         if may_replay {
             session.as_downstream_mut().enable_retry_buffering();
         }
@@ -208,6 +210,78 @@ fn declared_length(session: &Session) -> Option<usize> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+impl Gateway {
+    /// Removes internal headers, adds security headers, and arranges for
+    /// an upstream error body (or a response leaking a secret in its
+    /// headers) to be replaced by a problem document.
+    fn minimise_headers(
+        &self,
+        resp: &mut ResponseHeader,
+        plan: &Plan,
+        route: &Route,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let internal: Vec<String> = resp
+            .headers
+            .keys()
+            .map(|n| n.as_str())
+            .filter(|n| plan.response_headers.matches(n))
+            .map(str::to_string)
+            .collect();
+        for name in internal {
+            resp.remove_header(&name);
+        }
+        let status = resp.status.as_u16();
+        let secret_in_headers = plan.block_secrets
+            && resp.headers.values().any(|v| {
+                let mut scanner = LeakScanner::default();
+                scanner.leaks(v.as_bytes())
+            });
+        let replace = match plan.replace_errors {
+            _ if secret_in_headers => Some(minimise::RESPONSE_LEAK_BLOCKED),
+            ReplaceErrors::None => None,
+            ReplaceErrors::Server if status >= 500 => Some(minimise::UPSTREAM_FAILED),
+            ReplaceErrors::All if status >= 400 => Some(minimise::UPSTREAM_FAILED),
+            _ => None,
+        };
+        if let Some(reject) = replace {
+            let reject = if reject == minimise::UPSTREAM_FAILED {
+                // The status class is the client's business; the body is not.
+                Reject { status, ..reject }
+            } else {
+                reject
+            };
+            ctx.outcome = reject.code;
+            let body = Bytes::from(problem::render(&reject, &ctx.request_id, None));
+            for name in [
+                "content-encoding",
+                "transfer-encoding",
+                "etag",
+                "last-modified",
+                "content-disposition",
+                "content-language",
+                "location",
+                "set-cookie",
+            ] {
+                resp.remove_header(name);
+            }
+            resp.set_status(reject.status)?;
+            resp.insert_header(CONTENT_TYPE, problem::CONTENT_TYPE)?;
+            resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
+            ctx.replacing = Some(Replacement {
+                body,
+                excerpt: Vec::new(),
+                status,
+            });
+        } else if plan.block_secrets && !route.holds_response() {
+            ctx.leak_scanner = Some(LeakScanner::default());
+        }
+        resp.insert_header("x-content-type-options", "nosniff")?;
+        resp.insert_header("cache-control", route.cache_control.clone())?;
+        Ok(())
+    }
+}
+
 /// Logs a request that reached for another partner's data.
 fn audit_suspicious(ctx: &RequestCtx, partner: &str, route: &str, reject: Reject) {
     tracing::warn!(
@@ -240,6 +314,18 @@ pub struct RequestCtx {
     _permit: Option<Permit>,
     /// Set in a subrequest started by `buffered`: where to report back.
     sub_outcome: Option<Arc<std::sync::Mutex<&'static str>>>,
+    /// The upstream's body is being replaced by this problem document.
+    replacing: Option<Replacement>,
+    /// Watches a streamed response for secrets.
+    leak_scanner: Option<LeakScanner>,
+}
+
+/// An upstream answer whose body is swallowed and replaced.
+struct Replacement {
+    body: Bytes,
+    /// The start of the original body, for the log.
+    excerpt: Vec<u8>,
+    status: u16,
 }
 
 /// A request the routing stage let through.
@@ -395,6 +481,9 @@ fn reject_for_error(e: &Error) -> Option<Reject> {
     if *e.etype() == ErrorType::Custom(buffered::BODY_TOO_LARGE.code) {
         return Some(buffered::BODY_TOO_LARGE);
     }
+    if *e.etype() == ErrorType::Custom(minimise::RESPONSE_LEAK_BLOCKED.code) {
+        return Some(minimise::RESPONSE_LEAK_BLOCKED);
+    }
     match e.etype() {
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             if *e.esource() == ErrorSource::Downstream {
@@ -445,6 +534,8 @@ impl ProxyHttp for Gateway {
             body_seen: 0,
             _permit: None,
             sub_outcome: None,
+            replacing: None,
+            leak_scanner: None,
         }
     }
 
@@ -672,7 +763,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(route) = ctx.route.as_ref() {
-            if route.response_bind.is_some() {
+            if route.holds_response() {
                 // The response must be read to be checked: no compression.
                 upstream_request.insert_header(http::header::ACCEPT_ENCODING, "identity")?;
             }
@@ -703,13 +794,16 @@ impl ProxyHttp for Gateway {
                 .observe(sent.elapsed().as_secs_f64());
         }
         ctx.outcome = "proxied";
+        if let (Some(plan), Some(route)) = (ctx.plan.clone(), ctx.route.clone()) {
+            self.minimise_headers(upstream_response, &plan, &route, ctx)?;
+        }
         decorate(upstream_response, ctx)
     }
 
     fn response_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<Bytes>,
+        body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<Duration>> {
@@ -721,6 +815,46 @@ impl ProxyHttp for Gateway {
                 ErrorType::ReadTimedout,
                 "route total timeout exceeded",
             ));
+        }
+        if let Some(replacing) = ctx.replacing.as_mut() {
+            if let Some(chunk) = body.take() {
+                let room = ctx
+                    .plan
+                    .as_ref()
+                    .map_or(0, |p| p.error_log_bytes)
+                    .saturating_sub(replacing.excerpt.len());
+                replacing
+                    .excerpt
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            if end_of_stream {
+                *body = Some(replacing.body.clone());
+                tracing::warn!(
+                    target: "portcullis::upstream_error",
+                    request_id = %ctx.request_id,
+                    route = ctx.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str()),
+                    status = replacing.status,
+                    body = %String::from_utf8_lossy(&replacing.excerpt),
+                    "upstream answer withheld from the client"
+                );
+            }
+            return Ok(None);
+        }
+        if let (Some(scanner), Some(chunk)) = (ctx.leak_scanner.as_mut(), body.as_ref()) {
+            if scanner.leaks(chunk) {
+                // The header is already out: cutting the stream is all that is left.
+                ctx.outcome = minimise::RESPONSE_LEAK_BLOCKED.code;
+                tracing::warn!(
+                    target: "portcullis::suspicious",
+                    request_id = %ctx.request_id,
+                    route = ctx.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str()),
+                    "secret in a streamed upstream response; response cut"
+                );
+                return Err(Error::explain(
+                    ErrorType::Custom(minimise::RESPONSE_LEAK_BLOCKED.code),
+                    "secret in upstream response",
+                ));
+            }
         }
         Ok(None)
     }

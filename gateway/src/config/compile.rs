@@ -15,10 +15,12 @@ use serde_saphyr::Spanned;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{BindSpec, GatewayFile, PolicyFile, RouteSpec, TimeoutSpec, UpstreamSpec};
+use super::model::{ReplaceErrors, RouteResponseSpec};
 use super::partners::{compile_partners, Partners};
 use super::validate::{compile_validation, SchemaContext};
 use crate::body::Pointer;
 use crate::isolation::{Binding, IdentityHeaders, PARTNER_PARAM};
+use crate::minimise::{FieldFilter, HeaderPatterns};
 use crate::protocol::Limits;
 use crate::router::Router;
 use crate::validation::RouteValidation;
@@ -93,15 +95,36 @@ pub struct Route {
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
     pub validation: Option<RouteValidation>,
+    pub fields: Option<Fields>,
+    /// `Cache-Control` on this route's answers.
+    pub cache_control: HeaderValue,
+}
+
+/// A route's field filter, and the variants some partners get instead.
+#[derive(Debug)]
+pub struct Fields {
+    pub filter: FieldFilter,
+    pub per_partner: HashMap<String, FieldFilter>,
+}
+
+impl Fields {
+    pub fn for_partner(&self, partner: &str) -> &FieldFilter {
+        self.per_partner.get(partner).unwrap_or(&self.filter)
+    }
 }
 
 impl Route {
+    /// Whether the upstream's answer is held back until checked whole.
+    pub fn holds_response(&self) -> bool {
+        self.response_bind.is_some() || self.fields.is_some()
+    }
+
     /// Whether the gateway must hold the request body, or the response,
     /// before anything goes on: such requests are forwarded only once
     /// their body passed, and answered only once the response did.
     pub fn buffers(&self) -> bool {
         self.binding.needs_body()
-            || self.response_bind.is_some()
+            || self.holds_response()
             || self.validation.as_ref().is_some_and(|v| v.body.is_some())
     }
 }
@@ -118,6 +141,10 @@ pub struct Plan {
     pub body_timeout: Duration,
     pub partners: Partners,
     pub identity_headers: IdentityHeaders,
+    pub response_headers: HeaderPatterns,
+    pub replace_errors: ReplaceErrors,
+    pub block_secrets: bool,
+    pub error_log_bytes: usize,
 }
 
 /// A full load: the settings (some only take effect at start), the plan,
@@ -332,6 +359,10 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         body_timeout: settings.http.body_timeout,
         partners,
         identity_headers: IdentityHeaders::new(&settings.identity.strip_headers),
+        response_headers: HeaderPatterns::new(&settings.response.strip_headers),
+        replace_errors: settings.response.replace_errors,
+        block_secrets: settings.response.block_secrets,
+        error_log_bytes: settings.response.error_log_bytes,
     };
     let mut sources = vec![config_path.to_path_buf()];
     sources.extend(policy_files);
@@ -586,6 +617,13 @@ fn compile_routes(
                     }
                 },
             };
+            let (fields, cache_control) = match compile_response(spec.response.as_ref()) {
+                Ok(r) => r,
+                Err((sub, msg)) => {
+                    errors.push(ConfigError::new(file, line, field(sub), msg));
+                    continue;
+                }
+            };
             let route = Arc::new(Route {
                 name: spec.name.clone(),
                 upstream: upstream.clone(),
@@ -596,6 +634,8 @@ fn compile_routes(
                 max_body_bytes: spec.max_body_bytes,
                 max_response_bytes: spec.max_response_bytes,
                 validation,
+                fields,
+                cache_control,
             });
             match router.insert(&spec.path, &methods, route) {
                 Ok(()) => count += 1,
@@ -604,6 +644,59 @@ fn compile_routes(
         }
     }
     (router, count)
+}
+
+type ResponseRules = (Option<Fields>, HeaderValue);
+
+fn compile_response(
+    spec: Option<&RouteResponseSpec>,
+) -> Result<ResponseRules, (&'static str, String)> {
+    let no_store = HeaderValue::from_static("no-store");
+    let Some(spec) = spec else {
+        return Ok((None, no_store));
+    };
+    let cache_control = match &spec.cache_control {
+        None => no_store,
+        Some(v) => HeaderValue::from_str(v).map_err(|_| {
+            (
+                "response.cache_control",
+                "not a valid header value".to_string(),
+            )
+        })?,
+    };
+    let filter = match (&spec.allow, &spec.deny) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "response",
+                "give an allow-list or a deny-list, not both".into(),
+            ))
+        }
+        (Some(allow), None) => FieldFilter::allow(allow).map_err(|m| ("response.allow", m))?,
+        (None, Some(deny)) => FieldFilter::deny(deny).map_err(|m| ("response.deny", m))?,
+        (None, None) => {
+            if !spec.partner_exceptions.is_empty() {
+                return Err((
+                    "response.partner_exceptions",
+                    "exceptions need an allow- or deny-list".into(),
+                ));
+            }
+            return Ok((None, cache_control));
+        }
+    };
+    let mut per_partner = HashMap::new();
+    for (partner, extra) in &spec.partner_exceptions {
+        let f = filter
+            .with_exceptions(extra)
+            .map_err(|m| ("response.partner_exceptions", m))?;
+        per_partner.insert(partner.clone(), f);
+    }
+    Ok((
+        Some(Fields {
+            filter,
+            per_partner,
+        }),
+        cache_control,
+    ))
 }
 
 /// The parameter names of a path template (`{id}`, `{*rest}`).

@@ -36,6 +36,68 @@ pub struct GatewayFile {
     /// OpenAPI documents' directories), never over the network.
     #[serde(default = "default_schemas_dir")]
     pub schemas: PathBuf,
+    #[serde(default)]
+    pub response: ResponseSettings,
+}
+
+/// What every response loses or gains on its way out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseSettings {
+    /// Upstream response headers removed; a trailing `*` matches any suffix.
+    #[serde(default = "default_strip_response_headers")]
+    pub strip_headers: Vec<String>,
+    /// Upstream error bodies replaced by a problem document: `server`
+    /// (5xx, the default), `all` (4xx too) or `none`.
+    #[serde(default)]
+    pub replace_errors: ReplaceErrors,
+    /// Withhold responses carrying text shaped like an API key of ours or
+    /// a PEM private key.
+    #[serde(default = "default_true")]
+    pub block_secrets: bool,
+    /// How much of a replaced error body is logged for investigation.
+    #[serde(default = "default_error_excerpt")]
+    pub error_log_bytes: usize,
+}
+
+fn default_strip_response_headers() -> Vec<String> {
+    [
+        "server",
+        "x-powered-by",
+        "x-aspnet-version",
+        "x-aspnetmvc-version",
+        "via",
+        "x-internal-*",
+        "x-backend-*",
+        "x-runtime",
+        "x-debug-*",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+fn default_error_excerpt() -> usize {
+    2048
+}
+
+impl Default for ResponseSettings {
+    fn default() -> Self {
+        ResponseSettings {
+            strip_headers: default_strip_response_headers(),
+            replace_errors: ReplaceErrors::default(),
+            block_secrets: true,
+            error_log_bytes: default_error_excerpt(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplaceErrors {
+    #[default]
+    Server,
+    All,
+    None,
 }
 
 fn default_schemas_dir() -> PathBuf {
@@ -599,6 +661,9 @@ pub struct RouteSpec {
     /// JSON Schema validation of the request.
     #[serde(default)]
     pub validate: Option<ValidateSpec>,
+    /// What of the upstream's answer the partner gets.
+    #[serde(default)]
+    pub response: Option<RouteResponseSpec>,
     /// For routes imported from OpenAPI: the file inline schemas' `$ref`s
     /// resolve against, and the draft they are written in.
     #[serde(skip)]
@@ -612,6 +677,24 @@ pub enum SchemaDraft {
     Draft4,
     /// OpenAPI 3.1: JSON Schema 2020-12.
     Draft202012,
+}
+
+/// A route's response fields and caching.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteResponseSpec {
+    /// JSON pointers (`*` = every array element) of the only fields kept.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// JSON pointers of fields removed.
+    #[serde(default)]
+    pub deny: Option<Vec<String>>,
+    /// Per partner: pointers it may see although the filter would drop them.
+    #[serde(default)]
+    pub partner_exceptions: BTreeMap<String, Vec<String>>,
+    /// `Cache-Control` for this route's answers; default `no-store`.
+    #[serde(default)]
+    pub cache_control: Option<String>,
 }
 
 /// A schema: a file under the schemas directory, or written inline.

@@ -98,6 +98,7 @@ pub fn import(
                 max_body_bytes: spec.max_body_bytes,
                 max_response_bytes: 4 * 1024 * 1024,
                 validate: Some(validate),
+                response: None,
                 schema_origin: Some((origin.clone(), draft)),
             });
         }

@@ -129,6 +129,8 @@ pub struct GatewayConfig {
     pub join: Option<(PathBuf, std::collections::HashMap<String, String>)>,
     /// Schema files, keyed by path under `schemas/`.
     pub schemas: Vec<(String, String)>,
+    /// Top-level YAML appended to the gateway file.
+    pub extra: String,
 }
 
 impl GatewayConfig {
@@ -142,6 +144,7 @@ impl GatewayConfig {
             keys: String::new(),
             join: None,
             schemas: Vec::new(),
+            extra: String::new(),
         }
     }
 }
@@ -213,7 +216,8 @@ impl Gateway {
              http:\n  keepalive_timeout: 60s\n{http}\
              policies:\n  - policies/*.yaml\n\
              reload:\n  watch_interval: {watch}\n\
-             server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n",
+             server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n{extra}",
+            extra = config.extra,
             http = config.http,
             keys = config.keys,
             watch = config.watch_interval,

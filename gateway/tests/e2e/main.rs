@@ -9,6 +9,7 @@ mod check;
 mod common;
 mod demo;
 mod isolation;
+mod minimise;
 mod protocol;
 mod redis;
 mod reload;
