@@ -174,5 +174,41 @@ fn validation(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, admission, json, validation);
+fn response(c: &mut Criterion) {
+    use portcullis::minimise::{FieldFilter, LeakScanner};
+    let allow = FieldFilter::allow(&[
+        "/partner".into(),
+        "/orders/*/id".into(),
+        "/orders/*/sku".into(),
+        "/orders/*/quantity".into(),
+    ])
+    .unwrap();
+    let deny = FieldFilter::deny(&["/orders/*/note".into()]).unwrap();
+    for (label, len) in [("1 KiB", 1024), ("256 KiB", 256 * 1024)] {
+        let doc = orders_json(len);
+        c.bench_function(
+            &format!("response/allow-list filter {label} (parse + filter + serialise)"),
+            |b| {
+                b.iter(|| {
+                    let v = parse_strict(black_box(&doc), MAX_DEPTH).unwrap();
+                    serde_json::to_vec(&allow.apply(&v)).unwrap()
+                })
+            },
+        );
+        c.bench_function(
+            &format!("response/deny-list filter {label} (parse + filter + serialise)"),
+            |b| {
+                b.iter(|| {
+                    let v = parse_strict(black_box(&doc), MAX_DEPTH).unwrap();
+                    serde_json::to_vec(&deny.apply(&v)).unwrap()
+                })
+            },
+        );
+        c.bench_function(&format!("response/leak scan {label}"), |b| {
+            b.iter(|| LeakScanner::default().leaks(black_box(&doc)))
+        });
+    }
+}
+
+criterion_group!(benches, admission, json, validation, response);
 criterion_main!(benches);

@@ -242,20 +242,28 @@ const CARRY: usize = 64;
 impl LeakScanner {
     /// True when `chunk`, read after everything fed before, completes a leak.
     pub fn leaks(&mut self, chunk: &[u8]) -> bool {
-        let mut window = std::mem::take(&mut self.carry);
-        window.extend_from_slice(chunk);
-        let found = contains_key(&window) || contains_pem(&window);
-        let keep_from = window.len().saturating_sub(CARRY);
-        self.carry = window[keep_from..].to_vec();
+        // A match lies inside the chunk, or spans its start: the latter
+        // fits in the previous tail plus the chunk's first CARRY bytes, so
+        // only that small window is copied, never the chunk.
+        let mut boundary = std::mem::take(&mut self.carry);
+        boundary.extend_from_slice(&chunk[..chunk.len().min(CARRY)]);
+        let found = leaks_in(&boundary) || leaks_in(chunk);
+        self.carry = if chunk.len() >= CARRY {
+            chunk[chunk.len() - CARRY..].to_vec()
+        } else {
+            boundary[boundary.len().saturating_sub(CARRY)..].to_vec()
+        };
         found
     }
 }
 
+fn leaks_in(bytes: &[u8]) -> bool {
+    contains_key(bytes) || contains_pem(bytes)
+}
+
 fn contains_pem(bytes: &[u8]) -> bool {
-    bytes
-        .windows(PEM_MARK.len())
-        .enumerate()
-        .any(|(i, w)| w == PEM_MARK && bytes[..i].ends_with(b" ") && has_begin(&bytes[..i]))
+    memchr::memmem::find_iter(bytes, PEM_MARK)
+        .any(|i| bytes[..i].ends_with(b" ") && has_begin(&bytes[..i]))
 }
 
 /// `-----BEGIN [RSA |EC |ENCRYPTED |OPENSSH ]` before the mark.
@@ -266,11 +274,9 @@ fn has_begin(before: &[u8]) -> bool {
 
 fn contains_key(bytes: &[u8]) -> bool {
     let prefix = crate::keys::format::PREFIX.as_bytes();
-    bytes.windows(prefix.len()).enumerate().any(|(i, w)| {
-        w == prefix && {
-            let rest = &bytes[i + prefix.len()..];
-            rest.len() >= KEY_TAIL && rest[..KEY_TAIL].iter().all(u8::is_ascii_alphanumeric)
-        }
+    memchr::memmem::find_iter(bytes, prefix).any(|i| {
+        let rest = &bytes[i + prefix.len()..];
+        rest.len() >= KEY_TAIL && rest[..KEY_TAIL].iter().all(u8::is_ascii_alphanumeric)
     })
 }
 
@@ -342,6 +348,10 @@ mod tests {
             let (a, b) = pem.as_bytes().split_at(split);
             assert!(s.leaks(a) || s.leaks(b), "pem split at {split}");
         }
+        // Dribbled a few bytes at a time, after a long clean prefix.
+        let mut s = LeakScanner::default();
+        let long = format!("{}{body}", "x".repeat(1000));
+        assert!(long.as_bytes().chunks(5).any(|c| s.leaks(c)));
         let mut clean = LeakScanner::default();
         assert!(!clean.leaks(b"ptc_live_short and -----BEGIN CERTIFICATE----- are fine"));
         assert!(!clean.leaks(b"PUBLIC KEY-----"));
