@@ -96,10 +96,13 @@ fn policy_yaml(upstream: SocketAddr) -> String {
          upstreams:\n  orders:\n    url: http://{upstream}\n    timeouts:\n      connect: 2s\n      read: 10s\n      total: 30s\n\
          routes:\n\
          \x20 - name: list-orders\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n\
+         \x20   response:\n      deny: [/orders/*/internal_cost_cents, /orders/*/db_shard, /orders/*/created_by]\n\
          \x20 - name: create-order\n    methods: [POST]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n    scopes: [orders:write]\n\
          \x20   validate:\n      body:\n        type: object\n        additionalProperties: false\n        required: [sku, quantity]\n\
          \x20       properties:\n          sku: {{type: string, pattern: '^[A-Z0-9-]{{3,32}}$'}}\n          quantity: {{type: integer, minimum: 1, maximum: 1000}}\n\
-         \x20 - name: get-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n"
+         \x20 - name: get-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n\
+         \x20   response:\n      deny: [/internal_cost_cents, /db_shard, /created_by]\n\
+         \x20 - name: explode-order\n    methods: [GET]\n    path: /partners/{{partner}}/orders/{{id}}/explode\n    upstream: orders\n    scopes: [orders:read]\n"
     )
 }
 
@@ -166,6 +169,9 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -i -H 'X-API-Key: {globex}' -X POST -H 'content-type: application/json' -d '{{}}' {base}/partners/globex/orders   # 403 scope_denied (globex may only read)\
          \n  {c} -i -H 'X-API-Key: {acme}' -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":0}}' {base}/partners/acme/orders   # 400 schema_violation\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/admin                    # 404 route_not_found\
+         \n\n  # answered, minus what the partner should not see\
+         \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders/acme-1001   # no Server/X-Powered-By, no internal fields\
+         \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders/acme-1001/explode   # 500 upstream_failed, stack trace withheld\
          \n  {c} -i -H 'X-API-Key: {acme}' --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
          \n  curl -sS -i --tlsv1.1 --tls-max 1.1 --cacert {ca} {base}/   # refused: TLS 1.2+ only\
          \n\n  # acme regenerates its own key; the old one is refused from then on\

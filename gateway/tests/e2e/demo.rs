@@ -109,6 +109,18 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["partner"], "acme");
+    assert!(
+        v["orders"][0].get("internal_cost_cents").is_none(),
+        "internal fields are cut: {v}"
+    );
+    let resp = client
+        .get(format!("{base}/partners/acme/orders/acme-1001/explode"))
+        .header("x-api-key", &acme)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 500);
+    assert!(!resp.text().await.unwrap().contains("SQLSTATE"));
     let resp = client
         .get(format!("{base}/partners/globex/orders"))
         .header("x-api-key", &acme)
