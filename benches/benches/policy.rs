@@ -210,5 +210,39 @@ fn response(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, admission, json, validation, response);
+fn assertion(c: &mut Criterion) {
+    use portcullis::assertion::{Claims, Signer};
+    use portcullis::config::model::{AssertionAlgorithm, AssertionSettings};
+    let dir = tempfile::tempdir().unwrap();
+    let ed = dir.path().join("ed.pem");
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    std::fs::write(&ed, pair.serialize_pem()).unwrap();
+    let hmac = dir.path().join("hmac.hex");
+    std::fs::write(&hmac, "3c".repeat(32)).unwrap();
+    let claims = Claims {
+        upstream: "orders",
+        partner: "acme",
+        request_id: "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        method: "GET",
+        path_and_query: "/partners/acme/orders?limit=20",
+        issued_at: 1_800_000_000,
+    };
+    for (label, algorithm, key_file) in [
+        ("Ed25519", AssertionAlgorithm::Ed25519, ed),
+        ("HMAC-SHA256", AssertionAlgorithm::HmacSha256, hmac),
+    ] {
+        let signer = Signer::load(&AssertionSettings {
+            algorithm,
+            key_file,
+            header: "x-portcullis-assertion".into(),
+            ttl: std::time::Duration::from_secs(60),
+        })
+        .unwrap();
+        c.bench_function(&format!("assertion/sign {label}"), |b| {
+            b.iter(|| signer.sign(black_box(&claims)).unwrap())
+        });
+    }
+}
+
+criterion_group!(benches, admission, json, validation, response, assertion);
 criterion_main!(benches);

@@ -63,6 +63,13 @@ fn ensure_secrets(dir: &Path) -> Result<(), String> {
         write_public(&cert_path, &leaf.cert_pem)?;
         write_private(&key_path, leaf.key_pem.as_bytes())?;
     }
+    let assertion_key = dir.join("assertion-key.pem");
+    if !assertion_key.exists() {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)
+            .map_err(|e| format!("cannot create the assertion key: {e}"))?;
+        write_private(&assertion_key, pair.serialize_pem().as_bytes())?;
+        write_public(&dir.join("assertion-public.pem"), &pair.public_key_pem())?;
+    }
     for secret in ["pepper", "admin-token"] {
         let path = dir.join(secret);
         if !path.exists() {
@@ -83,6 +90,7 @@ fn gateway_yaml(opts: &DemoOptions) -> String {
          keys:\n  path: keys.json\n  pepper_file: pepper\n\
          tls:\n  certificate: gateway.pem\n  private_key: gateway.key\n\
          policies:\n  - policies/*.yaml\n\
+         identity:\n  assertion:\n    algorithm: ed25519\n    key_file: assertion-key.pem\n\
          server:\n  threads: 2\n  pid_file: portcullis.pid\n  upgrade_sock: portcullis_upgrade.sock\n",
         https = opts.https,
         admin = opts.admin,
@@ -108,7 +116,15 @@ fn policy_yaml(upstream: SocketAddr) -> String {
 
 /// Starts the example upstream on its own runtime thread (the gateway's
 /// runtime belongs to pingora) and returns its address.
-fn start_upstream() -> Result<SocketAddr, String> {
+/// The upstream verifies the gateway's assertions with the public key,
+/// as a real upstream would.
+fn start_upstream(public_key: &Path) -> Result<SocketAddr, String> {
+    let pem =
+        fs::read(public_key).map_err(|e| format!("cannot read {}: {e}", public_key.display()))?;
+    let check = portcullis_example_upstream::AssertionCheck::ed25519(&pem, "orders")?;
+    let options = portcullis_example_upstream::Options {
+        assertion: Some(check),
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("example-upstream".into())
@@ -126,7 +142,7 @@ fn start_upstream() -> Result<SocketAddr, String> {
             };
             runtime.block_on(async move {
                 let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
-                match portcullis_example_upstream::spawn(any).await {
+                match portcullis_example_upstream::spawn_with(any, options).await {
                     Ok((addr, _recorder, handle)) => {
                         let _ = tx.send(Ok(addr));
                         let _ = handle.await;
@@ -152,7 +168,7 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
         "\nPortcullis demo is running.\n\
          \n  gateway   {base}   (TLS 1.2/1.3, certificate from the demo CA)\
          \n  admin     http://{admin}   (/healthz, /readyz, /metrics, key API; loopback only)\
-         \n  upstream  http://{upstream}   (example orders service; the gateway is its only client)\
+         \n  upstream  http://{upstream}   (example orders service; refuses requests without the gateway's signed assertion)\
          \n  config    {config}\
          \n\nDemo partners and their keys (shown once; the store keeps only hashes):\
          \n  acme      {acme}\
@@ -169,6 +185,7 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -i -H 'X-API-Key: {globex}' -X POST -H 'content-type: application/json' -d '{{}}' {base}/partners/globex/orders   # 403 scope_denied (globex may only read)\
          \n  {c} -i -H 'X-API-Key: {acme}' -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":0}}' {base}/partners/acme/orders   # 400 schema_violation\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/admin                    # 404 route_not_found\
+         \n  curl -sS -i http://{upstream}/partners/acme/orders   # 401 from the upstream itself: no signed gateway assertion\
          \n\n  # answered, minus what the partner should not see\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders/acme-1001   # no Server/X-Powered-By, no internal fields\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders/acme-1001/explode   # 500 upstream_failed, stack trace withheld\
@@ -223,7 +240,7 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
     fs::set_permissions(&opts.dir, fs::Permissions::from_mode(0o700))
         .map_err(|e| format!("cannot protect {}: {e}", opts.dir.display()))?;
     ensure_secrets(&opts.dir)?;
-    let upstream = start_upstream()?;
+    let upstream = start_upstream(&opts.dir.join("assertion-public.pem"))?;
     let config_path = opts.dir.join("portcullis.yaml");
     write_public(&config_path, &gateway_yaml(&opts))?;
     write_public(

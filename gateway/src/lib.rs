@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod admin_keys;
+pub mod assertion;
 pub mod auth;
 pub mod body;
 pub mod buffered;

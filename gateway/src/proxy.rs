@@ -25,7 +25,9 @@ use crate::minimise::{self, LeakScanner};
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
-use crate::{auth, buffered, isolation, path, protocol, request_id, selfservice, validation};
+use crate::{
+    assertion, auth, buffered, isolation, path, protocol, request_id, selfservice, validation,
+};
 
 const HSTS: &str = "strict-transport-security";
 
@@ -57,6 +59,7 @@ impl Gateway {
         &self,
         req: &mut pingora::http::RequestHeader,
         plan: &Plan,
+        route: &Route,
         new_target: Option<&str>,
         request_id: &str,
         partner: &str,
@@ -67,6 +70,9 @@ impl Gateway {
         }
         for name in credential::headers(&self.key_header) {
             req.remove_header(name);
+        }
+        if let Some(signer) = &plan.signer {
+            req.remove_header(signer.header_name());
         }
         let claimed: Vec<String> = req
             .headers
@@ -82,6 +88,22 @@ impl Gateway {
             .map_err(|_| problem::INTERNAL_ERROR)?;
         req.insert_header(PARTNER_HEADER, partner)
             .map_err(|_| problem::INTERNAL_ERROR)?;
+        if let Some(signer) = &plan.signer {
+            let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+            let token = signer
+                .sign(&assertion::Claims {
+                    upstream: &route.upstream.name,
+                    partner,
+                    request_id,
+                    method: req.method.as_str(),
+                    path_and_query,
+                    issued_at: crate::keys::store::now_secs(),
+                })
+                // Never forward unsigned when the upstream expects a signature.
+                .map_err(|_| problem::INTERNAL_ERROR)?;
+            req.insert_header(signer.header_name().clone(), token)
+                .map_err(|_| problem::INTERNAL_ERROR)?;
+        }
         Ok(())
     }
 }
@@ -150,9 +172,14 @@ impl Gateway {
             req.remove_header(&http::header::EXPECT);
             req.remove_header(&http::header::TRANSFER_ENCODING);
             req.insert_header(CONTENT_LENGTH, len.to_string())?;
-            if let Err(reject) =
-                self.prepare_forward(req, plan, new_target.as_deref(), &ctx.request_id, partner)
-            {
+            if let Err(reject) = self.prepare_forward(
+                req,
+                plan,
+                route,
+                new_target.as_deref(),
+                &ctx.request_id,
+                partner,
+            ) {
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
             }
@@ -569,6 +596,7 @@ impl ProxyHttp for Gateway {
             ctx.key_id = Some(ticket.key_id.clone());
             ctx.sub_outcome = Some(ticket.outcome.clone());
             let plan = ticket.plan.clone();
+            let sub_route = ticket.route.clone();
             let (target, request_id, partner, len) = (
                 ticket.new_target.clone(),
                 ticket.request_id.clone(),
@@ -576,9 +604,14 @@ impl ProxyHttp for Gateway {
                 ticket.body_len,
             );
             let req = session.req_header_mut();
-            if let Err(reject) =
-                self.prepare_forward(req, &plan, target.as_deref(), &request_id, &partner)
-            {
+            if let Err(reject) = self.prepare_forward(
+                req,
+                &plan,
+                &sub_route,
+                target.as_deref(),
+                &request_id,
+                &partner,
+            ) {
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
             }
@@ -717,6 +750,7 @@ impl ProxyHttp for Gateway {
         if let Err(reject) = self.prepare_forward(
             req,
             &plan,
+            &route,
             new_target.as_deref(),
             &ctx.request_id,
             &partner.id,

@@ -30,13 +30,15 @@ struct AppState {
     recorder: Recorder,
     store: Store,
     next_trace: AtomicU64,
+    options: crate::Options,
 }
 
-pub(crate) fn router(recorder: Recorder) -> Router {
+pub(crate) fn router(recorder: Recorder, options: crate::Options) -> Router {
     let state = AppState {
         recorder,
         store: Store::default(),
         next_trace: AtomicU64::new(1),
+        options,
     };
     // A single fallback instead of axum routes: every request, matched or not, has to be
     // recorded with its raw body before anything can reject it.
@@ -58,9 +60,18 @@ async fn handle(State(state): State<Arc<AppState>>, request: Request) -> Respons
     });
 
     let trace_id = state.trace_id();
-    let mut response = match body {
-        Ok(body) => route(&state, &parts, body, &trace_id).await,
-        Err(e) => error(
+    let verified = match &state.options.assertion {
+        Some(check) => check.verify(&parts),
+        None => Ok(()),
+    };
+    let mut response = match (body, verified) {
+        (_, Err(reason)) => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"error": "missing or invalid gateway assertion", "reason": reason})),
+        )
+            .into_response(),
+        (Ok(body), Ok(())) => route(&state, &parts, body, &trace_id).await,
+        (Err(e), Ok(())) => error(
             StatusCode::BAD_REQUEST,
             format!("could not read request body: {e}"),
         ),

@@ -24,9 +24,11 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 mod app;
+mod assertion;
 mod orders;
 mod recorder;
 
+pub use assertion::AssertionCheck;
 pub use recorder::{RecordedRequest, Recorder};
 
 /// The OpenAPI 3.0 document of the orders API.
@@ -36,7 +38,35 @@ pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 /// reaches the service (any path, any method, including 404s) is recorded in full, body
 /// included, before it is answered.
 pub async fn serve(listener: TcpListener, recorder: Recorder) -> std::io::Result<()> {
-    axum::serve(listener, app::router(recorder)).await
+    serve_with(listener, recorder, Options::default()).await
+}
+
+/// How the service behaves beyond the defaults.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// When set, every request without a valid gateway assertion gets 401
+    /// (it is still recorded, so tests can see it arrived).
+    pub assertion: Option<AssertionCheck>,
+}
+
+pub async fn serve_with(
+    listener: TcpListener,
+    recorder: Recorder,
+    options: Options,
+) -> std::io::Result<()> {
+    axum::serve(listener, app::router(recorder, options)).await
+}
+
+/// [`spawn`], with options.
+pub async fn spawn_with(
+    addr: SocketAddr,
+    options: Options,
+) -> std::io::Result<(SocketAddr, Recorder, JoinHandle<std::io::Result<()>>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let recorder = Recorder::new();
+    let handle = tokio::spawn(serve_with(listener, recorder.clone(), options));
+    Ok((local, recorder, handle))
 }
 
 /// Bind `addr` (use port 0 for an ephemeral port), serve on the current tokio runtime and
@@ -45,9 +75,5 @@ pub async fn serve(listener: TcpListener, recorder: Recorder) -> std::io::Result
 pub async fn spawn(
     addr: SocketAddr,
 ) -> std::io::Result<(SocketAddr, Recorder, JoinHandle<std::io::Result<()>>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let recorder = Recorder::new();
-    let handle = tokio::spawn(serve(listener, recorder.clone()));
-    Ok((local, recorder, handle))
+    spawn_with(addr, Options::default()).await
 }

@@ -18,6 +18,7 @@ use super::model::{BindSpec, GatewayFile, PolicyFile, RouteSpec, TimeoutSpec, Up
 use super::model::{ReplaceErrors, RouteResponseSpec};
 use super::partners::{compile_partners, Partners};
 use super::validate::{compile_validation, SchemaContext};
+use crate::assertion::Signer;
 use crate::body::Pointer;
 use crate::isolation::{Binding, IdentityHeaders, PARTNER_PARAM};
 use crate::minimise::{FieldFilter, HeaderPatterns};
@@ -145,6 +146,8 @@ pub struct Plan {
     pub replace_errors: ReplaceErrors,
     pub block_secrets: bool,
     pub error_log_bytes: usize,
+    /// Signs the identity assertion sent upstream, when configured.
+    pub signer: Option<Arc<Signer>>,
 }
 
 /// A full load: the settings (some only take effect at start), the plan,
@@ -204,6 +207,9 @@ pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
     settings.tls.private_key = resolve_path(&base, &settings.tls.private_key);
     settings.keys.path = resolve_path(&base, &settings.keys.path);
     settings.schemas = resolve_path(&base, &settings.schemas);
+    if let Some(a) = settings.identity.assertion.as_mut() {
+        a.key_file = resolve_path(&base, &a.key_file);
+    }
     settings.server.pid_file = resolve_path(&base, &settings.server.pid_file);
     settings.server.upgrade_sock = resolve_path(&base, &settings.server.upgrade_sock);
     settings.keys.pepper_file = settings
@@ -300,6 +306,21 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         .collect();
 
     let upstreams = compile_upstreams(&policies, &mut errors);
+    let signer = match &settings.identity.assertion {
+        None => None,
+        Some(a) => match Signer::load(a) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(msg) => {
+                errors.push(ConfigError::new(
+                    config_path,
+                    None,
+                    "identity.assertion.key_file",
+                    msg,
+                ));
+                None
+            }
+        },
+    };
     let mut schema_roots = vec![settings.schemas.clone()];
     for (file, policy) in &mut policies {
         for import in std::mem::take(&mut policy.openapi) {
@@ -363,6 +384,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         replace_errors: settings.response.replace_errors,
         block_secrets: settings.response.block_secrets,
         error_log_bytes: settings.response.error_log_bytes,
+        signer,
     };
     let mut sources = vec![config_path.to_path_buf()];
     sources.extend(policy_files);

@@ -274,3 +274,20 @@ fn openapi_import_mistakes_are_reported() {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+#[test]
+fn a_bad_assertion_key_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/*.yaml");
+    write_gateway(dir.path(), shipped.to_str().unwrap());
+    std::fs::write(dir.path().join("identity.pem"), "not a key").unwrap();
+    let mut yaml = std::fs::read_to_string(dir.path().join("portcullis.yaml")).unwrap();
+    yaml.push_str("identity:\n  assertion:\n    algorithm: ed25519\n    key_file: identity.pem\n");
+    std::fs::write(dir.path().join("portcullis.yaml"), yaml).unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("identity.assertion.key_file: identity.pem has no PEM PRIVATE KEY block"),
+        "{err}"
+    );
+}

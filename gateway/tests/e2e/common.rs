@@ -91,8 +91,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
+        Upstream::start_with(portcullis_example_upstream::Options::default()).await
+    }
+
+    pub async fn start_with(options: portcullis_example_upstream::Options) -> Upstream {
         let (addr, recorder, handle) =
-            portcullis_example_upstream::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+            portcullis_example_upstream::spawn_with(SocketAddr::from(([127, 0, 0, 1], 0)), options)
                 .await
                 .expect("example upstream");
         Upstream {

@@ -56,6 +56,23 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
     };
     let acme = key_of("acme");
     assert_ne!(acme, key_of("globex"));
+    // The upstream refuses anyone but the gateway: it checks the signed assertion.
+    let upstream = {
+        let printed = printed.lock().unwrap().clone();
+        printed
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("upstream"))
+            .and_then(|rest| rest.split_whitespace().next().map(str::to_string))
+            .unwrap_or_else(|| panic!("no upstream address printed:\n{printed}"))
+    };
+    let direct = reqwest::get(format!("{upstream}/partners/acme/orders"))
+        .await
+        .unwrap();
+    assert_eq!(
+        direct.status(),
+        401,
+        "the upstream must refuse a request that bypassed the gateway"
+    );
     for file in [
         "ca.pem",
         "gateway.pem",

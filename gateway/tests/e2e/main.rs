@@ -3,6 +3,7 @@
 //! ephemeral loopback ports, and talks to them over real TLS.
 
 mod admin;
+mod assertion;
 mod auth;
 mod bindings;
 mod check;
