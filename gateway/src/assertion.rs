@@ -160,7 +160,7 @@ fn pem_private_key(path: &Path, text: &str) -> Result<Vec<u8>, String> {
 }
 
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     (0..hex.len())
