@@ -71,7 +71,10 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
-        let answer = if path == admin_keys::PREFIX || path.starts_with("/v1/keys/") {
+        let answer = if path == admin_keys::PREFIX
+            || path.starts_with("/v1/keys/")
+            || path.starts_with(admin_keys::PARTNERS_PREFIX)
+        {
             let query = session.req_header().uri.query().map(str::to_string);
             let authorization = session
                 .req_header()

@@ -13,6 +13,9 @@ use crate::keys::store::{KeyRecord, StoreError};
 use crate::problem::{self, Reject};
 
 pub const PREFIX: &str = "/v1/keys";
+/// Partner suspension: `POST /v1/partners/{id}/suspend|resume`,
+/// `GET /v1/partners/suspended`.
+pub const PARTNERS_PREFIX: &str = "/v1/partners/";
 
 const UNAUTHORIZED: Reject = Reject::new(
     401,
@@ -31,6 +34,7 @@ const CONFLICT: Reject = Reject::new(
     "The request conflicts with an existing key",
 );
 const BAD_BODY: Reject = Reject::new(400, "bad_request", "The request body is not valid");
+const BAD_PARTNER: Reject = Reject::new(400, "bad_request", "The partner id is not valid");
 const STORE_DOWN: Reject = Reject::new(
     503,
     "key_store_unavailable",
@@ -144,6 +148,9 @@ impl KeysApi {
         if !token.accepts(authorization) {
             return problem_response(UNAUTHORIZED);
         }
+        if let Some(rest) = path.strip_prefix(PARTNERS_PREFIX) {
+            return self.partners(method, rest).await;
+        }
         let rest = path.strip_prefix(PREFIX).unwrap_or("");
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         match (method.as_str(), segments.as_slice()) {
@@ -182,6 +189,30 @@ impl KeysApi {
                 ),
                 Err(e) => store_problem(&e),
             },
+            _ => problem_response(problem::ROUTE_NOT_FOUND),
+        }
+    }
+}
+
+impl KeysApi {
+    async fn partners(&self, method: &http::Method, rest: &str) -> ApiResponse {
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match (method.as_str(), segments.as_slice()) {
+            ("GET", ["suspended"]) => match self.keys.suspended().await {
+                Ok(list) => json(StatusCode::OK, serde_json::json!({ "suspended": list })),
+                Err(e) => store_problem(&e),
+            },
+            ("POST", [partner, action @ ("suspend" | "resume")]) => {
+                let suspend = *action == "suspend";
+                match self.keys.set_suspended(partner, suspend).await {
+                    Ok(()) => json(
+                        StatusCode::OK,
+                        serde_json::json!({ "partner": partner, "suspended": suspend }),
+                    ),
+                    Err(StoreError::Conflict(_)) => problem_response(BAD_PARTNER),
+                    Err(e) => store_problem(&e),
+                }
+            }
             _ => problem_response(problem::ROUTE_NOT_FOUND),
         }
     }

@@ -43,6 +43,7 @@ pub async fn authenticate(
         Verdict::Malformed => Err((KEY_MALFORMED, None)),
         Verdict::Unknown(id) => Err((KEY_INVALID, Some(id))),
         Verdict::Expired(id) => Err((KEY_EXPIRED, Some(id))),
+        Verdict::Suspended(id) => Err((crate::isolation::PARTNER_SUSPENDED, Some(id))),
         Verdict::StoreUnavailable(id) => Err((KEY_STORE_UNAVAILABLE, Some(id))),
         Verdict::TooManyUnknown(id) => Err((TOO_MANY_UNKNOWN_KEYS, Some(id))),
     }

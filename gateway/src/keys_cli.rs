@@ -36,6 +36,14 @@ pub enum KeysCommand {
     List {
         partner: Option<String>,
     },
+    /// Refuse every key of a partner on every node until resumed.
+    Suspend {
+        partner: String,
+    },
+    Resume {
+        partner: String,
+    },
+    Suspended,
 }
 
 /// What an operation produced, printed the same way whichever path it took.
@@ -46,6 +54,11 @@ enum Outcome {
     },
     Revoked(serde_json::Value),
     Listed(Vec<serde_json::Value>),
+    Suspension {
+        partner: String,
+        suspended: bool,
+    },
+    SuspendedList(Vec<String>),
 }
 
 async fn direct(
@@ -91,6 +104,18 @@ async fn direct(
                 .map(KeyRecord::summary)
                 .collect(),
         ),
+        KeysCommand::Suspend { partner } | KeysCommand::Resume { partner } => {
+            let suspended = matches!(cmd, KeysCommand::Suspend { .. });
+            service
+                .set_suspended(partner, suspended)
+                .await
+                .map_err(err)?;
+            Outcome::Suspension {
+                partner: partner.clone(),
+                suspended,
+            }
+        }
+        KeysCommand::Suspended => Outcome::SuspendedList(service.suspended().await.map_err(err)?),
     })
 }
 
@@ -200,6 +225,34 @@ async fn via_admin(settings: &GatewayFile, cmd: &KeysCommand) -> Result<Outcome,
                 v["keys"].as_array().cloned().unwrap_or_default(),
             ))
         }
+        KeysCommand::Suspend { partner } | KeysCommand::Resume { partner } => {
+            let suspended = matches!(cmd, KeysCommand::Suspend { .. });
+            let action = if suspended { "suspend" } else { "resume" };
+            admin_call(
+                settings,
+                "POST",
+                &format!("/v1/partners/{partner}/{action}"),
+                None,
+            )
+            .await?;
+            Ok(Outcome::Suspension {
+                partner: partner.clone(),
+                suspended,
+            })
+        }
+        KeysCommand::Suspended => {
+            let v = admin_call(settings, "GET", "/v1/partners/suspended", None).await?;
+            Ok(Outcome::SuspendedList(
+                v["suspended"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| p.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            ))
+        }
     }
 }
 
@@ -242,6 +295,18 @@ pub fn run(config_path: &Path, cmd: KeysCommand) -> Result<(), String> {
         Outcome::Listed(records) => {
             for r in &records {
                 println!("{}", describe(r));
+            }
+        }
+        Outcome::Suspension { partner, suspended } => {
+            if suspended {
+                println!("suspended {partner}: no node accepts its keys");
+            } else {
+                println!("resumed {partner}");
+            }
+        }
+        Outcome::SuspendedList(partners) => {
+            for p in partners {
+                println!("{p}");
             }
         }
     }

@@ -87,6 +87,19 @@ enum KeysAction {
         #[arg(long)]
         partner: Option<String>,
     },
+    /// Refuse every key of a partner (403 partner_suspended) on every node,
+    /// from the moment this returns until it is resumed.
+    Suspend {
+        #[arg(long)]
+        partner: String,
+    },
+    /// Lift a runtime suspension.
+    Resume {
+        #[arg(long)]
+        partner: String,
+    },
+    /// List partners suspended at runtime.
+    Suspended,
 }
 
 impl From<KeysAction> for portcullis::keys_cli::KeysCommand {
@@ -105,6 +118,9 @@ impl From<KeysAction> for portcullis::keys_cli::KeysCommand {
             KeysAction::Rotate { partner, name } => K::Rotate { partner, name },
             KeysAction::Revoke { partner, name } => K::Revoke { partner, name },
             KeysAction::List { partner } => K::List { partner },
+            KeysAction::Suspend { partner } => K::Suspend { partner },
+            KeysAction::Resume { partner } => K::Resume { partner },
+            KeysAction::Suspended => K::Suspended,
         }
     }
 }

@@ -71,4 +71,22 @@ pub async fn run(store: &dyn KeyStore) {
     );
     let (_, missing) = new_record(&pepper, "initech", "primary", None).unwrap();
     assert_eq!(store.replace(missing).await, Err(StoreError::NotFound));
+
+    // Suspension covers every key of the partner, now and later, and no one else's.
+    let suspended_at = store.set_suspended("acme", true).await.unwrap();
+    assert!(suspended_at >= epoch_after_removal);
+    let suspended = |r: &KeyRecord| {
+        let hash = r.key_hash().unwrap();
+        async move { store.lookup(&hash).await.unwrap().partner_suspended }
+    };
+    assert!(suspended(&rotated).await);
+    assert!(!suspended(&other).await);
+    let (_, later) = new_record(&pepper, "acme", "later", None).unwrap();
+    store.insert(later.clone()).await.unwrap();
+    assert!(suspended(&later).await);
+    assert_eq!(store.suspended_partners().await.unwrap(), vec!["acme"]);
+    let resumed_at = store.set_suspended("acme", false).await.unwrap();
+    assert!(resumed_at >= suspended_at);
+    assert!(!suspended(&rotated).await);
+    assert!(store.suspended_partners().await.unwrap().is_empty());
 }

@@ -3,11 +3,12 @@
 //! directory), so a crash leaves either the old or the new file, never a
 //! torn one. Reads are served from memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -19,20 +20,26 @@ use super::store::{KeyRecord, KeyStore, Lookup, StoreError};
 
 const FORMAT: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Default)]
 struct FileContents {
     format: u32,
     keys: Vec<KeyRecord>,
+    /// Partners suspended at runtime (files from before this field load
+    /// with none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    suspended: Vec<String>,
 }
 
 #[derive(Default)]
 struct Index {
     records: Vec<KeyRecord>,
     by_hash: HashMap<KeyHash, usize>,
+    suspended: HashSet<String>,
 }
 
 impl Index {
-    fn new(records: Vec<KeyRecord>) -> Result<Index, String> {
+    fn new(contents: FileContents) -> Result<Index, String> {
+        let records = contents.keys;
         let mut by_hash = HashMap::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let hash = r
@@ -40,7 +47,11 @@ impl Index {
                 .ok_or_else(|| format!("key {} has a malformed hash", r.key_id))?;
             by_hash.insert(hash, i);
         }
-        Ok(Index { records, by_hash })
+        Ok(Index {
+            records,
+            by_hash,
+            suspended: contents.suspended.into_iter().collect(),
+        })
     }
 }
 
@@ -54,9 +65,12 @@ pub struct EmbeddedStore {
     /// Serialises writers within this process; `File::lock` on the lock
     /// file serialises them across processes (the CLI and the gateway).
     write: Mutex<()>,
+    /// Counts changes made through this process, so a lookup that read
+    /// the index before a change is recognisably older than it.
+    epoch: AtomicU64,
 }
 
-fn read_file(path: &Path) -> Result<Vec<KeyRecord>, String> {
+fn read_file(path: &Path) -> Result<FileContents, String> {
     match fs::read(path) {
         Ok(bytes) => {
             let contents: FileContents = serde_json::from_slice(&bytes)
@@ -68,21 +82,21 @@ fn read_file(path: &Path) -> Result<Vec<KeyRecord>, String> {
                     contents.format
                 ));
             }
-            Ok(contents.keys)
+            Ok(contents)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(FileContents {
+            format: FORMAT,
+            ..FileContents::default()
+        }),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 
-fn write_file(path: &Path, records: &[KeyRecord]) -> Result<(), String> {
+fn write_file(path: &Path, contents: &FileContents) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let body = serde_json::to_vec_pretty(&FileContents {
-        format: FORMAT,
-        keys: records.to_vec(),
-    })
-    .map_err(|e| format!("cannot encode key store: {e}"))?;
+    let body =
+        serde_json::to_vec_pretty(contents).map_err(|e| format!("cannot encode key store: {e}"))?;
     let result = (|| -> std::io::Result<()> {
         let mut f = OpenOptions::new()
             .write(true)
@@ -109,6 +123,7 @@ impl EmbeddedStore {
             _owner: None,
             index: ArcSwap::from_pointee(index),
             write: Mutex::new(()),
+            epoch: AtomicU64::new(1),
         })
     }
 
@@ -141,6 +156,13 @@ impl EmbeddedStore {
         &self,
         change: impl FnOnce(&mut Vec<KeyRecord>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.modify_contents(|contents| change(&mut contents.keys))
+    }
+
+    fn modify_contents<T>(
+        &self,
+        change: impl FnOnce(&mut FileContents) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let _guard = self
             .write
             .lock()
@@ -158,18 +180,24 @@ impl EmbeddedStore {
         lock.lock().map_err(|e| {
             StoreError::Unavailable(format!("cannot lock {}: {e}", lock_path.display()))
         })?;
-        let mut records = read_file(&self.path).map_err(StoreError::Unavailable)?;
-        let out = change(&mut records)?;
-        write_file(&self.path, &records).map_err(StoreError::Unavailable)?;
-        let index = Index::new(records).map_err(StoreError::Unavailable)?;
+        let mut contents = read_file(&self.path).map_err(StoreError::Unavailable)?;
+        let out = change(&mut contents)?;
+        write_file(&self.path, &contents).map_err(StoreError::Unavailable)?;
+        let index = Index::new(contents).map_err(StoreError::Unavailable)?;
         self.index.store(Arc::new(index));
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(out)
+    }
+
+    fn current_epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 
     /// Re-reads the file (after another process changed it).
     pub fn refresh(&self) -> Result<(), String> {
         let index = Index::new(read_file(&self.path)?)?;
         self.index.store(Arc::new(index));
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 }
@@ -177,14 +205,20 @@ impl EmbeddedStore {
 #[async_trait]
 impl KeyStore for EmbeddedStore {
     async fn lookup(&self, hash: &KeyHash) -> Result<Lookup, StoreError> {
+        // Read before the index: a change swaps the index, then bumps this.
+        let epoch = self.current_epoch();
         let index = self.index.load();
+        let record = index
+            .by_hash
+            .get(hash)
+            .and_then(|&i| index.records.get(i))
+            .cloned();
         Ok(Lookup {
-            record: index
-                .by_hash
-                .get(hash)
-                .and_then(|&i| index.records.get(i))
-                .cloned(),
-            epoch: 0,
+            partner_suspended: record
+                .as_ref()
+                .is_some_and(|r| index.suspended.contains(&r.partner)),
+            record,
+            epoch,
         })
     }
 
@@ -210,8 +244,9 @@ impl KeyStore for EmbeddedStore {
                 .iter_mut()
                 .find(|r| r.partner == record.partner && r.name == record.name)
                 .ok_or(StoreError::NotFound)?;
-            Ok((std::mem::replace(slot, record), 0))
+            Ok(std::mem::replace(slot, record))
         })
+        .map(|old| (old, self.current_epoch()))
     }
 
     async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError> {
@@ -220,8 +255,9 @@ impl KeyStore for EmbeddedStore {
                 .iter()
                 .position(|r| r.partner == partner && r.name == name)
                 .ok_or(StoreError::NotFound)?;
-            Ok((records.remove(pos), 0))
+            Ok(records.remove(pos))
         })
+        .map(|old| (old, self.current_epoch()))
     }
 
     async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
@@ -232,6 +268,24 @@ impl KeyStore for EmbeddedStore {
             .filter(|r| partner.is_none_or(|p| r.partner == p))
             .cloned()
             .collect())
+    }
+
+    async fn set_suspended(&self, partner: &str, suspended: bool) -> Result<u64, StoreError> {
+        self.modify_contents(|contents| {
+            contents.suspended.retain(|p| p != partner);
+            if suspended {
+                contents.suspended.push(partner.to_string());
+                contents.suspended.sort();
+            }
+            Ok(())
+        })?;
+        Ok(self.current_epoch())
+    }
+
+    async fn suspended_partners(&self) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = self.index.load().suspended.iter().cloned().collect();
+        out.sort();
+        Ok(out)
     }
 }
 

@@ -84,6 +84,15 @@ impl NodeState {
     fn apply(&self, epoch: u64) -> bool {
         self.applied_epoch.fetch_max(epoch, Ordering::AcqRel) < epoch
     }
+
+    /// On a single node, the store's change epoch is applied as soon as the
+    /// change is made, so a lookup that raced the change is never cached.
+    /// (Nodes of a shared store apply epochs in order through `NodeAgent`.)
+    pub fn applied_locally(&self, epoch: u64) {
+        if self.trusted_until_ms.load(Ordering::Acquire) == u64::MAX {
+            self.apply(epoch);
+        }
+    }
 }
 
 /// Waits until every live node has applied `epoch` or lost its lease.

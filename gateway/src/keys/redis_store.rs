@@ -4,7 +4,8 @@
 //! - `key:<hash>`        hash of one key record: partner, name, key_id, created_at, expires_at
 //! - `partner:<id>`      hash: key name → key hash, the partner's keys
 //! - `partners`          set of partner ids
-//! - `epoch`             integer, incremented by every rotation or revocation
+//! - `suspended`         set of partner ids suspended at runtime
+//! - `epoch`             integer, incremented by every rotation, revocation or suspension
 //! - `leases`            sorted set: node id → lease expiry (ms, Redis clock)
 //! - `acks`              hash: node id → last epoch the node has applied
 //! - channel `changes`   publishes each new epoch
@@ -25,7 +26,24 @@ use super::store::{KeyRecord, KeyStore, Lookup, StoreError};
 use crate::config::model::RedisSettings;
 
 const LOOKUP: &str = r"
-return {redis.call('HGETALL', KEYS[1]), redis.call('GET', KEYS[2]) or '0'}
+local fields = redis.call('HGETALL', KEYS[1])
+local partner = redis.call('HGET', KEYS[1], 'partner')
+local suspended = 0
+if partner then suspended = redis.call('SISMEMBER', KEYS[3], partner) end
+return {fields, redis.call('GET', KEYS[2]) or '0', suspended}
+";
+
+/// Suspends (ARGV[2] = 1) or resumes a partner; a change like any other,
+/// so every node drops its cache before the caller is told it is done.
+const SUSPEND: &str = r"
+if ARGV[2] == '1' then
+  redis.call('SADD', KEYS[1], ARGV[1])
+else
+  redis.call('SREM', KEYS[1], ARGV[1])
+end
+local e = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[3], e)
+return e
 ";
 
 const INSERT: &str = r"
@@ -89,6 +107,7 @@ return {pending, latest - now}
 
 struct Scripts {
     lookup: Script,
+    suspend: Script,
     insert: Script,
     replace: Script,
     remove: Script,
@@ -230,6 +249,7 @@ impl RedisStore {
             prefix: settings.prefix.clone(),
             scripts: Scripts {
                 lookup: Script::new(LOOKUP),
+                suspend: Script::new(SUSPEND),
                 insert: Script::new(INSERT),
                 replace: Script::new(REPLACE),
                 remove: Script::new(REMOVE),
@@ -439,12 +459,13 @@ impl KeyStore for RedisStore {
     async fn lookup(&self, hash: &KeyHash) -> Result<Lookup, StoreError> {
         let mut conn = self.conn().await?;
         let hex = hash.to_hex();
-        let (fields, epoch): (Vec<String>, String) = self
+        let (fields, epoch, suspended): (Vec<String>, String, i64) = self
             .bounded(async {
                 self.scripts
                     .lookup
                     .key(self.name(&format!("key:{hex}")))
                     .key(self.name("epoch"))
+                    .key(self.name("suspended"))
                     .invoke_async(&mut conn)
                     .await
                     .map_err(unavailable)
@@ -457,7 +478,40 @@ impl KeyStore for RedisStore {
                 record_from(&hex, &fields)
             },
             epoch: epoch.parse().unwrap_or(0),
+            partner_suspended: suspended == 1,
         })
+    }
+
+    async fn set_suspended(&self, partner: &str, suspended: bool) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        self.bounded(async {
+            self.scripts
+                .suspend
+                .key(self.name("suspended"))
+                .key(self.name("epoch"))
+                .arg(partner)
+                .arg(if suspended { "1" } else { "0" })
+                .arg(self.channel())
+                .invoke_async::<u64>(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn suspended_partners(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut out: Vec<String> = self
+            .bounded(async {
+                redis::cmd("SMEMBERS")
+                    .arg(self.name("suspended"))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
+        out.sort();
+        Ok(out)
     }
 
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError> {

@@ -50,6 +50,7 @@ impl KeyService {
             .ok_or(StoreError::NotFound)?;
         let (key, record) = new_record(self.verifier.pepper(), partner, name, current.expires_at)?;
         let (old, epoch) = self.verifier.store().replace(record.clone()).await?;
+        self.verifier.node().applied_locally(epoch);
         self.verifier.forget(&old);
         self.verifier.store().await_propagation(epoch).await?;
         Ok((key, record))
@@ -57,9 +58,32 @@ impl KeyService {
 
     pub async fn revoke(&self, partner: &str, name: &str) -> Result<KeyRecord, StoreError> {
         let (old, epoch) = self.verifier.store().remove(partner, name).await?;
+        self.verifier.node().applied_locally(epoch);
         self.verifier.forget(&old);
         self.verifier.store().await_propagation(epoch).await?;
         Ok(old)
+    }
+
+    /// Suspends (or resumes) every key of a partner. Like a revocation, it
+    /// returns once no node accepts them (or accepts them again).
+    pub async fn set_suspended(&self, partner: &str, suspended: bool) -> Result<(), StoreError> {
+        if !super::store::valid_label(partner) {
+            return Err(StoreError::Conflict(
+                "partner ids are 1-64 characters of a-z, 0-9, '-' and '_'".into(),
+            ));
+        }
+        let epoch = self
+            .verifier
+            .store()
+            .set_suspended(partner, suspended)
+            .await?;
+        self.verifier.node().applied_locally(epoch);
+        self.verifier.flush();
+        self.verifier.store().await_propagation(epoch).await
+    }
+
+    pub async fn suspended(&self) -> Result<Vec<String>, StoreError> {
+        self.verifier.store().suspended_partners().await
     }
 
     pub async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {

@@ -89,6 +89,8 @@ pub fn valid_label(label: &str) -> bool {
 pub struct Lookup {
     pub record: Option<KeyRecord>,
     pub epoch: u64,
+    /// Whether the record's partner is suspended at runtime.
+    pub partner_suspended: bool,
 }
 
 #[async_trait]
@@ -101,6 +103,10 @@ pub trait KeyStore: Send + Sync {
     async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError>;
     async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError>;
     async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Suspends or resumes every key of `partner` (including keys issued
+    /// later); returns the change epoch it created.
+    async fn set_suspended(&self, partner: &str, suspended: bool) -> Result<u64, StoreError>;
+    async fn suspended_partners(&self) -> Result<Vec<String>, StoreError>;
     /// Returns once no node can still accept keys changed by `epoch`.
     /// A single-node store has nothing to wait for.
     async fn await_propagation(&self, _epoch: u64) -> Result<(), StoreError> {

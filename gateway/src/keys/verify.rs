@@ -19,7 +19,8 @@ use super::store::{now_secs, KeyRecord, KeyStore, StoreError};
 
 #[derive(Clone)]
 enum Cached {
-    Known(Arc<KeyRecord>),
+    /// A record, and whether its partner was suspended when it was read.
+    Known(Arc<KeyRecord>, bool),
     Unknown(Instant),
 }
 
@@ -76,6 +77,8 @@ pub enum Verdict {
     /// Well-formed but unknown (never issued, rotated away or revoked).
     Unknown(KeyId),
     Expired(KeyId),
+    /// A valid key of a partner suspended at runtime.
+    Suspended(KeyId),
     /// The store could not answer and the cache may not be trusted.
     StoreUnavailable(KeyId),
     /// This client presented too many unknown keys lately; not looked up.
@@ -201,9 +204,9 @@ impl Verifier {
         let id = hash.key_id();
         if self.node.cache_trusted() {
             match self.cache.get(&hash) {
-                Some(Cached::Known(record)) => {
+                Some(Cached::Known(record, suspended)) => {
                     self.count(|s| &s.cache_hits);
-                    return Self::judge(record, id);
+                    return Self::judge(record, suspended, id);
                 }
                 Some(Cached::Unknown(at)) if at.elapsed() < self.negative_ttl => {
                     self.count(|s| &s.cache_hits);
@@ -222,13 +225,15 @@ impl Verifier {
                 // An answer read before a change this node has already
                 // applied serves this request but is never cached.
                 let current = lookup.epoch >= self.node.applied_epoch();
+                let suspended = lookup.partner_suspended;
                 match lookup.record {
                     Some(record) => {
                         let record = Arc::new(record);
                         if current {
-                            self.cache.insert(hash, Cached::Known(record.clone()));
+                            self.cache
+                                .insert(hash, Cached::Known(record.clone(), suspended));
                         }
-                        Self::judge(record, id)
+                        Self::judge(record, suspended, id)
                     }
                     None => {
                         if current {
@@ -250,9 +255,11 @@ impl Verifier {
         }
     }
 
-    fn judge(record: Arc<KeyRecord>, id: KeyId) -> Verdict {
+    fn judge(record: Arc<KeyRecord>, suspended: bool, id: KeyId) -> Verdict {
         if record.is_expired(now_secs()) {
             Verdict::Expired(id)
+        } else if suspended {
+            Verdict::Suspended(id)
         } else {
             Verdict::Valid(record)
         }

@@ -15,5 +15,6 @@ mod protocol;
 mod redis;
 mod reload;
 mod routing;
+mod suspension;
 mod transport;
 mod validation;
