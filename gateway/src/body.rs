@@ -134,11 +134,15 @@ impl<'de> Visitor<'de> for Strict {
         let inner = self.nested()?;
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(A::Error::custom(DUPLICATE_MARK));
-            }
             let value = map.next_value_seed(Strict { depth: inner.depth })?;
-            out.insert(key, value);
+            match out.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(_) => {
+                    return Err(A::Error::custom(DUPLICATE_MARK))
+                }
+            }
         }
         Ok(Value::Object(out))
     }
