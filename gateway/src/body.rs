@@ -198,6 +198,17 @@ impl Pointer {
         &self.text
     }
 
+    /// The unescaped segments, `*` for "every element".
+    pub fn segments(&self) -> Vec<String> {
+        self.segments
+            .iter()
+            .map(|s| match s {
+                Segment::Key(k) => k.clone(),
+                Segment::EachElement => "*".to_string(),
+            })
+            .collect()
+    }
+
     /// Every value the pointer reaches. `None` when a step is missing (a
     /// key absent, an index out of range, a `*` that meets a non-array).
     pub fn resolve<'v>(&self, root: &'v Value) -> Option<Vec<&'v Value>> {

@@ -56,27 +56,7 @@ impl HeaderPatterns {
 type Pattern = Vec<String>;
 
 fn pattern(text: &str) -> Result<Pattern, String> {
-    let rest = text
-        .strip_prefix('/')
-        .ok_or_else(|| format!("{text:?}: a JSON pointer starts with '/'"))?;
-    rest.split('/')
-        .map(|seg| {
-            let mut out = String::new();
-            let mut chars = seg.chars();
-            while let Some(c) = chars.next() {
-                if c != '~' {
-                    out.push(c);
-                    continue;
-                }
-                match chars.next() {
-                    Some('0') => out.push('~'),
-                    Some('1') => out.push('/'),
-                    _ => return Err(format!("bad escape in JSON pointer {text:?}")),
-                }
-            }
-            Ok(out)
-        })
-        .collect()
+    crate::body::Pointer::parse(text, true).map(|p| p.segments())
 }
 
 /// A route's field filter.
