@@ -312,6 +312,20 @@ impl Gateway {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits until the gateway has logged `text` (its stderr is read by a
+    /// thread, so a line can trail the response it belongs to).
+    pub async fn wait_for_log(&self, text: &str) -> String {
+        eventually(
+            &format!("the log line {text:?}"),
+            Duration::from_secs(10),
+            || async {
+                let logs = self.logs();
+                logs.contains(text).then_some(logs)
+            },
+        )
+        .await
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
