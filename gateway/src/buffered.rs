@@ -59,6 +59,7 @@ pub struct Ticket {
     pub partner: String,
     pub key_id: String,
     pub request_id: String,
+    pub trace: crate::trace_context::Trace,
     pub new_target: Option<String>,
     pub body_len: usize,
     /// The subrequest's outcome code, for the main request's log line.

@@ -32,4 +32,5 @@ pub mod schemas;
 pub mod selfservice;
 pub mod server;
 pub mod tls;
+pub mod trace_context;
 pub mod validation;

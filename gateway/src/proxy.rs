@@ -25,6 +25,7 @@ use crate::minimise::{self, LeakScanner};
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
+use crate::trace_context::{self, Trace};
 use crate::{
     assertion, auth, buffered, isolation, path, protocol, request_id, selfservice, validation,
 };
@@ -63,6 +64,7 @@ impl Gateway {
         new_target: Option<&str>,
         request_id: &str,
         partner: &str,
+        trace: &Trace,
     ) -> Result<(), Reject> {
         if let Some(target) = new_target {
             let uri = target.parse::<http::Uri>().map_err(|_| problem::BAD_PATH)?;
@@ -88,6 +90,12 @@ impl Gateway {
             .map_err(|_| problem::INTERNAL_ERROR)?;
         req.insert_header(PARTNER_HEADER, partner)
             .map_err(|_| problem::INTERNAL_ERROR)?;
+        req.insert_header(trace_context::TRACEPARENT, trace.upstream_header.as_str())
+            .map_err(|_| problem::INTERNAL_ERROR)?;
+        if !trace.continued {
+            // State that belonged to a trace we did not continue is meaningless.
+            req.remove_header(trace_context::TRACESTATE);
+        }
         if let Some(signer) = &plan.signer {
             let path_and_query = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
             let token = signer
@@ -179,6 +187,7 @@ impl Gateway {
                 new_target.as_deref(),
                 &ctx.request_id,
                 partner,
+                &ctx.trace,
             ) {
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
@@ -192,6 +201,7 @@ impl Gateway {
             partner: partner.to_string(),
             key_id: ctx.key_id.clone().unwrap_or_default(),
             request_id: ctx.request_id.clone(),
+            trace: ctx.trace.clone(),
             new_target,
             body_len: body.as_ref().map_or(0, |b| b.len()),
             outcome,
@@ -345,6 +355,8 @@ pub struct RequestCtx {
     replacing: Option<Replacement>,
     /// Watches a streamed response for secrets.
     leak_scanner: Option<LeakScanner>,
+    /// The W3C trace this request belongs to.
+    trace: Trace,
 }
 
 /// An upstream answer whose body is swallowed and replaced.
@@ -563,6 +575,7 @@ impl ProxyHttp for Gateway {
             sub_outcome: None,
             replacing: None,
             leak_scanner: None,
+            trace: Trace::default(),
         }
     }
 
@@ -603,6 +616,7 @@ impl ProxyHttp for Gateway {
                 ticket.partner.clone(),
                 ticket.body_len,
             );
+            ctx.trace = ticket.trace.clone();
             let req = session.req_header_mut();
             if let Err(reject) = self.prepare_forward(
                 req,
@@ -611,6 +625,7 @@ impl ProxyHttp for Gateway {
                 target.as_deref(),
                 &request_id,
                 &partner,
+                &ctx.trace,
             ) {
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
@@ -635,6 +650,13 @@ impl ProxyHttp for Gateway {
             .get(request_id::HEADER)
             .map(|v| v.as_bytes());
         ctx.request_id = request_id::choose(incoming_id, plan.trust_request_id);
+        ctx.trace = trace_context::continue_or_start(
+            session
+                .req_header()
+                .headers
+                .get_all(trace_context::TRACEPARENT)
+                .iter(),
+        );
         ctx.plan = Some(plan.clone());
         session.set_keepalive(Some(plan.keepalive_secs));
 
@@ -754,6 +776,7 @@ impl ProxyHttp for Gateway {
             new_target.as_deref(),
             &ctx.request_id,
             &partner.id,
+            &ctx.trace,
         ) {
             respond_problem(session, ctx, reject, None).await?;
             return Ok(true);
@@ -974,6 +997,7 @@ impl ProxyHttp for Gateway {
         tracing::info!(
             target: "portcullis::access",
             request_id = %ctx.request_id,
+            trace_id = %ctx.trace.trace_id,
             method = %session.req_header().method,
             path = %session.req_header().uri.path(),
             route,

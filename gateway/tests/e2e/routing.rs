@@ -394,3 +394,49 @@ async fn an_upstream_that_answers_garbage_is_a_problem_not_a_leak() {
     assert!(!String::from_utf8_lossy(&resp.body).contains("db-primary"));
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn w3c_trace_context_is_continued_or_started() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let send = |headers: &str| {
+        format!("GET /echo/trace HTTP/1.1\r\nHost: gateway.test\r\n{headers}\r\n").into_bytes()
+    };
+    let resp = raw_request(
+        &gw,
+        &send(&format!(
+            "traceparent: {incoming}\r\ntracestate: vendor=1\r\n"
+        )),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    let resp = raw_request(
+        &gw,
+        &send("traceparent: 00-zz-00f067aa0ba902b7-01\r\ntracestate: vendor=1\r\n"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status, 200);
+    let seen = up.recorder.requests();
+    // Continued: same trace, the gateway's own span, the client's state kept.
+    let continued = seen[0].header("traceparent").unwrap();
+    assert!(
+        continued.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{continued}"
+    );
+    assert!(continued.ends_with("-01"));
+    assert_ne!(continued, incoming);
+    assert_eq!(seen[0].header("tracestate"), Some("vendor=1"));
+    // Malformed: a fresh trace, and no state that belonged to another one.
+    let started = seen[1].header("traceparent").unwrap();
+    assert!(
+        started.starts_with("00-") && started.len() == 55,
+        "{started}"
+    );
+    assert!(!started.contains("zz"));
+    assert_eq!(seen[1].header("tracestate"), None);
+    // The access log names the trace.
+    gw.wait_for_log("4bf92f3577b34da6a3ce929d0e0e4736").await;
+}
