@@ -59,13 +59,16 @@ impl Gateway {
     fn prepare_forward(
         &self,
         req: &mut pingora::http::RequestHeader,
-        plan: &Plan,
-        route: &Route,
-        new_target: Option<&str>,
-        request_id: &str,
-        partner: &str,
-        trace: &Trace,
+        forward: Forward<'_>,
     ) -> Result<(), Reject> {
+        let Forward {
+            plan,
+            route,
+            new_target,
+            request_id,
+            partner,
+            trace,
+        } = forward;
         if let Some(target) = new_target {
             let uri = target.parse::<http::Uri>().map_err(|_| problem::BAD_PATH)?;
             req.set_uri(uri);
@@ -182,12 +185,14 @@ impl Gateway {
             req.insert_header(CONTENT_LENGTH, len.to_string())?;
             if let Err(reject) = self.prepare_forward(
                 req,
-                plan,
-                route,
-                new_target.as_deref(),
-                &ctx.request_id,
-                partner,
-                &ctx.trace,
+                Forward {
+                    plan,
+                    route,
+                    new_target: new_target.as_deref(),
+                    request_id: &ctx.request_id,
+                    partner,
+                    trace: &ctx.trace,
+                },
             ) {
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
@@ -317,6 +322,16 @@ impl Gateway {
         resp.insert_header("cache-control", route.cache_control.clone())?;
         Ok(())
     }
+}
+
+/// What the upstream request is prepared from.
+struct Forward<'a> {
+    plan: &'a Plan,
+    route: &'a Route,
+    new_target: Option<&'a str>,
+    request_id: &'a str,
+    partner: &'a str,
+    trace: &'a Trace,
 }
 
 /// Logs a request that reached for another partner's data.
@@ -620,12 +635,14 @@ impl ProxyHttp for Gateway {
             let req = session.req_header_mut();
             if let Err(reject) = self.prepare_forward(
                 req,
-                &plan,
-                &sub_route,
-                target.as_deref(),
-                &request_id,
-                &partner,
-                &ctx.trace,
+                Forward {
+                    plan: &plan,
+                    route: &sub_route,
+                    new_target: target.as_deref(),
+                    request_id: &request_id,
+                    partner: &partner,
+                    trace: &ctx.trace,
+                },
             ) {
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
@@ -771,12 +788,14 @@ impl ProxyHttp for Gateway {
         let req = session.req_header_mut();
         if let Err(reject) = self.prepare_forward(
             req,
-            &plan,
-            &route,
-            new_target.as_deref(),
-            &ctx.request_id,
-            &partner.id,
-            &ctx.trace,
+            Forward {
+                plan: &plan,
+                route: &route,
+                new_target: new_target.as_deref(),
+                request_id: &ctx.request_id,
+                partner: &partner.id,
+                trace: &ctx.trace,
+            },
         ) {
             respond_problem(session, ctx, reject, None).await?;
             return Ok(true);
