@@ -93,7 +93,11 @@ fn read_file(path: &Path) -> Result<FileContents, String> {
 }
 
 fn write_file(path: &Path, contents: &FileContents) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // A bare file name has an empty parent, which cannot be opened to fsync.
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let body =
         serde_json::to_vec_pretty(contents).map_err(|e| format!("cannot encode key store: {e}"))?;

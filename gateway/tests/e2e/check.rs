@@ -291,3 +291,15 @@ fn a_bad_assertion_key_is_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn the_cli_writes_a_store_named_relative_to_the_working_directory() {
+    // `--config portcullis.yaml` run from its directory makes the store path
+    // the bare name `keys.json`, whose parent directory is empty.
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/*.yaml");
+    write_gateway(dir.path(), shipped.to_str().unwrap());
+    let (code, out, err) = keys_cli(dir.path(), &["create", "--partner", "acme"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(dir.path().join("keys.json").exists());
+}
