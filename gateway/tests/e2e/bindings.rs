@@ -291,3 +291,44 @@ async fn a_response_naming_another_partner_is_withheld() {
     let v: serde_json::Value = list.json().await.unwrap();
     assert!(v["orders"].as_array().is_some_and(|o| !o.is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_does_not_arrive_in_time_is_refused() {
+    let up = Upstream::start().await;
+    let mut config = GatewayConfig::orders(&up.url());
+    config.policies = vec![("bound.yaml".into(), policy(&up.url()))];
+    config.http = "  body_timeout: 1s\n".into();
+    let gw = Gateway::start(config).await;
+    // Ten of the hundred declared bytes, then nothing: the gateway answers
+    // on its own deadline, and nothing was forwarded.
+    let mut s = gw.raw_tls().await;
+    let head = gw.authed(
+        b"POST /echo/body HTTP/1.1\r\nHost: gateway.test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"order\":",
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut s, &head)
+        .await
+        .unwrap();
+    let resp = read_response(&mut s).await.unwrap();
+    assert_problem(&resp, 408, "body_timeout");
+    assert!(
+        up.recorder.is_empty(),
+        "upstream saw {:?}",
+        up.recorder.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_body_over_the_limit_is_cut() {
+    let (_up, gw) = start().await;
+    // `small-post` streams (no body stage) with a 16-byte limit; a chunked
+    // body declares no length, so it is counted as it passes.
+    let mut req =
+        b"POST /echo/small HTTP/1.1\r\nHost: gateway.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+            .to_vec();
+    for _ in 0..4 {
+        req.extend_from_slice(b"a\r\n0123456789\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let resp = raw_request(&gw, &req).await.unwrap();
+    assert_problem(&resp, 413, "body_too_large");
+}
