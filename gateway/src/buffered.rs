@@ -319,7 +319,7 @@ impl Held {
                     .into();
             }
         }
-        if block_secrets && crate::minimise::LeakScanner::default().leaks(&body) {
+        if block_secrets && crate::minimise::contains_secret(&body) {
             return Err(crate::minimise::RESPONSE_LEAK_BLOCKED);
         }
         header.remove_header(&TRANSFER_ENCODING);

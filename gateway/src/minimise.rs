@@ -237,6 +237,11 @@ impl LeakScanner {
     }
 }
 
+/// Whether one complete value (a header, a held body) holds a secret.
+pub fn contains_secret(bytes: &[u8]) -> bool {
+    leaks_in(bytes)
+}
+
 fn leaks_in(bytes: &[u8]) -> bool {
     contains_key(bytes) || contains_pem(bytes)
 }

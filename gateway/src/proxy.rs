@@ -275,10 +275,10 @@ impl Gateway {
         }
         let status = resp.status.as_u16();
         let secret_in_headers = plan.block_secrets
-            && resp.headers.values().any(|v| {
-                let mut scanner = LeakScanner::default();
-                scanner.leaks(v.as_bytes())
-            });
+            && resp
+                .headers
+                .values()
+                .any(|v| minimise::contains_secret(v.as_bytes()));
         let replace = match plan.replace_errors {
             _ if secret_in_headers => Some(minimise::RESPONSE_LEAK_BLOCKED),
             ReplaceErrors::None => None,
