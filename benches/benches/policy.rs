@@ -35,6 +35,7 @@ fn partner() -> Partner {
                 .collect(),
         ),
         max_concurrent: None,
+        rate: None,
     }
 }
 

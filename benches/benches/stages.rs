@@ -130,5 +130,89 @@ fn routing(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keys, routing);
+/// The monitoring stages every request pays for: the audit record
+/// (serialised and chained, as the writer thread does), the rate-limit
+/// decision made locally, the brute-force check and the anomaly count.
+fn monitoring(c: &mut Criterion) {
+    use portcullis::audit::chain::Chain;
+    use portcullis::audit::{Decision, Entry, Record, Timings};
+    use portcullis::config::monitoring::{AnomalySettings, AuthFailureSettings, RateSpec};
+    use portcullis::limits::abuse::{AbuseGuard, AbuseStats};
+    use portcullis::limits::anomaly::{AnomalyDetector, AnomalyStats};
+    use portcullis::limits::limiter::Check;
+    use portcullis::limits::{LimitStats, Rate, RateLimiter};
+
+    let record = Record {
+        request_id: "6a494c344d9655ef524b8f439eb92abd".into(),
+        trace_id: "2c24fbcd57a6549d195d3a1e7504138c".into(),
+        partner: Some("acme".into()),
+        key_id: Some("5c32d9ed5446".into()),
+        route: "list-orders".into(),
+        method: "GET".into(),
+        path: "/partners/acme/orders".into(),
+        status: 200,
+        decision: Decision::Allow,
+        reason: "proxied".into(),
+        timings_us: Timings {
+            total: 1127,
+            auth: Some(80),
+            isolation: Some(26),
+            rate_limit: Some(3),
+            validation: None,
+            upstream: Some(423),
+        },
+        bytes_in: 0,
+        bytes_out: 542,
+        client_ip: Some("127.0.0.1".into()),
+        tls_version: Some("TLSv1.3".into()),
+        tls_cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
+    };
+    let mut group = c.benchmark_group("monitoring");
+    let mut chain = Chain::new(None);
+    group.bench_function("audit_record_encode_and_chain", |b| {
+        b.iter(|| {
+            let json = serde_json::to_vec(&Entry::request(record.clone())).unwrap();
+            chain.seal(json).len()
+        })
+    });
+    let limiter = RateLimiter::new(
+        None,
+        Duration::from_millis(50),
+        Duration::from_secs(1),
+        LimitStats::new().unwrap(),
+    );
+    // A rate no benchmark can exhaust, so every check is an allow.
+    let rate = Rate::new(&RateSpec {
+        requests: u32::MAX,
+        per: Duration::from_secs(1),
+        burst: None,
+    });
+    let checks = [
+        Check {
+            scope: "partner",
+            key: "p:acme".into(),
+            rate,
+        },
+        Check {
+            scope: "route",
+            key: "r:list-orders:acme".into(),
+            rate,
+        },
+    ];
+    group.bench_function("rate_limit_local_two_limits", |b| {
+        b.iter(|| ready(limiter.check("list-orders", &checks)).map(|l| l.allowed))
+    });
+    let guard = AbuseGuard::new(AuthFailureSettings::default(), AbuseStats::new().unwrap());
+    let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    group.bench_function("brute_force_check_nothing_blocked", |b| {
+        b.iter(|| guard.client_blocked(ip))
+    });
+    let detector = AnomalyDetector::new(AnomalySettings::default(), AnomalyStats::new().unwrap());
+    group.bench_function("anomaly_count", |b| {
+        b.iter(|| detector.observe("acme", false))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, keys, routing, monitoring);
 criterion_main!(benches);

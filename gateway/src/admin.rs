@@ -74,6 +74,8 @@ impl ServeHttp for AdminApp {
         let answer = if path == admin_keys::PREFIX
             || path.starts_with("/v1/keys/")
             || path.starts_with(admin_keys::PARTNERS_PREFIX)
+            || path == admin_keys::BLOCKS_PREFIX
+            || path.starts_with("/v1/blocks/")
         {
             let query = session.req_header().uri.query().map(str::to_string);
             let authorization = session

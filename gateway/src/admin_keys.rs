@@ -10,12 +10,16 @@ use serde::Deserialize;
 
 use crate::keys::service::KeyService;
 use crate::keys::store::{KeyRecord, StoreError};
+use crate::monitor::Monitor;
 use crate::problem::{self, Reject};
 
 pub const PREFIX: &str = "/v1/keys";
 /// Partner suspension: `POST /v1/partners/{id}/suspend|resume`,
 /// `GET /v1/partners/suspended`.
 pub const PARTNERS_PREFIX: &str = "/v1/partners/";
+/// Brute-force blocks on this node: `GET /v1/blocks`,
+/// `DELETE /v1/blocks/clients/{ip}`, `DELETE /v1/blocks/keys/{key_id}`.
+pub const BLOCKS_PREFIX: &str = "/v1/blocks";
 
 const UNAUTHORIZED: Reject = Reject::new(
     401,
@@ -27,6 +31,7 @@ const DISABLED: Reject = Reject::new(
     "admin_api_disabled",
     "The key-management API is disabled: set admin.token_file",
 );
+const NOT_BLOCKED: Reject = Reject::new(404, "not_blocked", "Nothing by that id is blocked");
 const NOT_FOUND: Reject = Reject::new(404, "key_not_found", "No such key");
 const CONFLICT: Reject = Reject::new(
     409,
@@ -77,6 +82,7 @@ impl AdminToken {
 pub struct KeysApi {
     keys: Arc<KeyService>,
     token: Option<AdminToken>,
+    monitor: Option<Arc<Monitor>>,
 }
 
 pub struct ApiResponse {
@@ -131,7 +137,17 @@ fn primary() -> String {
 
 impl KeysApi {
     pub fn new(keys: Arc<KeyService>, token: Option<AdminToken>) -> Self {
-        KeysApi { keys, token }
+        KeysApi {
+            keys,
+            token,
+            monitor: None,
+        }
+    }
+
+    /// Lets the API list and lift brute-force blocks.
+    pub fn with_monitor(mut self, monitor: Arc<Monitor>) -> Self {
+        self.monitor = Some(monitor);
+        self
     }
 
     pub async fn handle(
@@ -150,6 +166,9 @@ impl KeysApi {
         }
         if let Some(rest) = path.strip_prefix(PARTNERS_PREFIX) {
             return self.partners(method, rest).await;
+        }
+        if let Some(rest) = path.strip_prefix(BLOCKS_PREFIX) {
+            return self.blocks(method, rest);
         }
         let rest = path.strip_prefix(PREFIX).unwrap_or("");
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
@@ -195,6 +214,42 @@ impl KeysApi {
 }
 
 impl KeysApi {
+    fn blocks(&self, method: &http::Method, rest: &str) -> ApiResponse {
+        let Some(monitor) = &self.monitor else {
+            return problem_response(problem::ROUTE_NOT_FOUND);
+        };
+        let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        match (method.as_str(), segments.as_slice()) {
+            ("GET", []) => {
+                let crate::limits::abuse::Blocked { clients, keys } = monitor.abuse.blocked();
+                let entry = |what: String, left: std::time::Duration| serde_json::json!({ "id": what, "seconds_left": left.as_secs() });
+                json(
+                    StatusCode::OK,
+                    serde_json::json!({
+                        "clients": clients.into_iter().map(|(ip, d)| entry(ip.to_string(), d)).collect::<Vec<_>>(),
+                        "keys": keys.into_iter().map(|(id, d)| entry(id, d)).collect::<Vec<_>>(),
+                    }),
+                )
+            }
+            ("DELETE", ["clients", ip]) => match ip.parse::<std::net::IpAddr>() {
+                Ok(ip) if monitor.abuse.unblock_client(ip) => json(
+                    StatusCode::OK,
+                    serde_json::json!({ "unblocked": ip.to_string() }),
+                ),
+                Ok(_) => problem_response(NOT_BLOCKED),
+                Err(_) => problem_response(BAD_BODY),
+            },
+            ("DELETE", ["keys", id]) => {
+                if monitor.abuse.unblock_key(id) {
+                    json(StatusCode::OK, serde_json::json!({ "unblocked": id }))
+                } else {
+                    problem_response(NOT_BLOCKED)
+                }
+            }
+            _ => problem_response(problem::ROUTE_NOT_FOUND),
+        }
+    }
+
     async fn partners(&self, method: &http::Method, rest: &str) -> ApiResponse {
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
         match (method.as_str(), segments.as_slice()) {

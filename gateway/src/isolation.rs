@@ -61,6 +61,8 @@ pub struct Partner {
     pub routes: Option<HashSet<String>>,
     pub allow_ips: Option<Vec<IpNet>>,
     pub max_concurrent: Option<u32>,
+    /// Requests over all routes.
+    pub rate: Option<crate::limits::Rate>,
 }
 
 /// Partner-level checks, before any route is considered.
@@ -229,6 +231,7 @@ mod tests {
             routes: None,
             allow_ips: None,
             max_concurrent: None,
+            rate: None,
         }
     }
 

@@ -4,9 +4,14 @@
 //! plain Rust over a request view and knows nothing of pingora. `proxy.rs` is
 //! the only place that wires stages to pingora's phases.
 
+// pingora's proxy phases nest many async stages in one future.
+#![recursion_limit = "256"]
+
 pub mod admin;
 pub mod admin_keys;
 pub mod assertion;
+pub mod audit;
+pub mod audit_cli;
 pub mod auth;
 pub mod body;
 pub mod buffered;
@@ -18,8 +23,10 @@ pub mod inflight;
 pub mod isolation;
 pub mod keys;
 pub mod keys_cli;
+pub mod limits;
 pub mod metrics;
 pub mod minimise;
+pub mod monitor;
 pub mod path;
 pub mod plaintext;
 pub mod problem;

@@ -44,6 +44,11 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Check or search the audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Run the quickstart: certificate, example upstream and gateway, no setup needed.
     Demo {
         /// Where the demo keeps its certificate, secret and configuration.
@@ -53,6 +58,52 @@ enum Command {
         https: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Check the hash chain; reports the first altered, removed or reordered record.
+    Verify {
+        /// Audit files, oldest first (`audit.log.2 audit.log.1 audit.log`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The `audit.chain_key_file` the gateway used, if any.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+    /// Print the records matching every filter given, then a summary.
+    Search {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        partner: Option<String>,
+        #[arg(long)]
+        key_id: Option<String>,
+        #[arg(long)]
+        client_ip: Option<String>,
+        /// allow, deny or error.
+        #[arg(long)]
+        decision: Option<String>,
+        #[arg(long)]
+        route: Option<String>,
+        /// An outcome code, e.g. key_invalid.
+        #[arg(long)]
+        reason: Option<String>,
+        /// A duration back from now (`1h`, `2d`) or an RFC 3339 time.
+        #[arg(long, value_parser = portcullis::audit::search::parse_time)]
+        since: Option<std::time::SystemTime>,
+        #[arg(long, value_parser = portcullis::audit::search::parse_time)]
+        until: Option<std::time::SystemTime>,
+        /// Include events (blocks, anomalies, gaps), not just requests.
+        #[arg(long)]
+        events: bool,
+        /// Print at most this many records (the summary counts all).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Print only the summary.
+        #[arg(long)]
+        summary_only: bool,
     },
 }
 
@@ -165,6 +216,43 @@ fn main() -> ExitCode {
             Some(config) => portcullis::keys_cli::run(&config, action.into()),
             None => Err("keys: --config FILE is required".to_string()),
         },
+        Command::Audit {
+            action: AuditAction::Verify { files, key_file },
+        } => match portcullis::audit_cli::verify(&files, key_file.as_deref()) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
+        Command::Audit {
+            action:
+                AuditAction::Search {
+                    files,
+                    partner,
+                    key_id,
+                    client_ip,
+                    decision,
+                    route,
+                    reason,
+                    since,
+                    until,
+                    events,
+                    limit,
+                    summary_only,
+                },
+        } => {
+            let filter = portcullis::audit::search::Filter {
+                partner,
+                key_id,
+                client_ip,
+                decision,
+                route,
+                reason,
+                since,
+                until,
+                events,
+            };
+            portcullis::audit_cli::search(&files, &filter, limit, summary_only)
+        }
         Command::Demo { dir, https, admin } => {
             portcullis::demo::run(portcullis::demo::DemoOptions { dir, https, admin })
         }

@@ -14,14 +14,17 @@ use pingora::protocols::ALPN;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::audit::{Decision, Entry, Record, Timings};
 use crate::config::model::ReplaceErrors;
 use crate::config::{Plan, Route};
 use crate::conn_guard::GuardedStream;
 use crate::inflight::{InFlight, Permit};
 use crate::keys::credential;
 use crate::keys::service::KeyService;
+use crate::limits::limiter::Check;
 use crate::metrics::NO_ROUTE;
 use crate::minimise::{self, LeakScanner};
+use crate::monitor::Monitor;
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
@@ -41,15 +44,35 @@ pub struct Gateway {
     keys: Arc<KeyService>,
     key_header: String,
     inflight: InFlight,
+    monitor: Arc<Monitor>,
 }
 
+pub const CLIENT_BLOCKED: Reject = Reject::new(
+    429,
+    "client_blocked",
+    "Too many failed authentication attempts from this address; retry later",
+);
+pub const KEY_BLOCKED: Reject = Reject::new(
+    429,
+    "key_blocked",
+    "Too many failed attempts with this API key; retry later",
+);
+pub const RATE_LIMITED: Reject =
+    Reject::new(429, "rate_limited", "Rate limit exceeded; retry later");
+
 impl Gateway {
-    pub fn new(live: Arc<Live>, keys: Arc<KeyService>, key_header: String) -> Self {
+    pub fn new(
+        live: Arc<Live>,
+        keys: Arc<KeyService>,
+        key_header: String,
+        monitor: Arc<Monitor>,
+    ) -> Self {
         Gateway {
             live,
             keys,
             key_header,
             inflight: InFlight::default(),
+            monitor,
         }
     }
 
@@ -120,6 +143,72 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Counts an authentication failure towards brute-force blocking, and
+    /// answers a key id that is already blocked with 429.
+    fn judge_auth_failure(&self, ctx: &mut RequestCtx, reject: Reject) -> Reject {
+        if let Some(left) = ctx
+            .key_id
+            .as_deref()
+            .and_then(|id| self.monitor.abuse.key_blocked(id))
+        {
+            ctx.extra_headers
+                .push(("retry-after", left.as_secs().max(1).to_string()));
+            return KEY_BLOCKED;
+        }
+        let counts = reject.status == 401 || reject == isolation::PARTNER_SUSPENDED;
+        if counts {
+            self.monitor.auth_failed(
+                reject.code,
+                ctx.client_ip,
+                ctx.key_id.as_deref(),
+                &ctx.request_id,
+            );
+        }
+        reject
+    }
+
+    /// Applies the partner's and the route's rate limits; the verdict's
+    /// headers go on the response either way.
+    async fn over_rate_limit(
+        &self,
+        ctx: &mut RequestCtx,
+        partner: &isolation::Partner,
+        route: &Route,
+    ) -> bool {
+        let mut checks = Vec::new();
+        if let Some(rate) = partner.rate {
+            checks.push(Check {
+                scope: "partner",
+                key: format!("p:{}", partner.id),
+                rate,
+            });
+        }
+        if let Some(rate) = route.rate_limit {
+            checks.push(Check {
+                scope: "route",
+                key: format!("r:{}:{}", route.name, partner.id),
+                rate,
+            });
+        }
+        if checks.is_empty() {
+            return false;
+        }
+        let started = Instant::now();
+        let verdict = self.monitor.limiter.check(&route.name, &checks).await;
+        ctx.stages.rate_limit = Some(started.elapsed());
+        let Some(verdict) = verdict else {
+            return false;
+        };
+        ctx.extra_headers
+            .push(("ratelimit-policy", verdict.policy_header));
+        ctx.extra_headers.push(("ratelimit", verdict.state_header));
+        if !verdict.allowed {
+            ctx.extra_headers
+                .push(("retry-after", verdict.retry_after.as_secs().to_string()));
+        }
+        !verdict.allowed
+    }
+
     /// Reads and checks the body, then forwards through `buffered`.
     async fn forward_buffered(
         &self,
@@ -152,7 +241,10 @@ impl Gateway {
         let bytes = body.as_deref().unwrap_or_default();
         let mut parsed = None;
         if let Some(v) = &route.validation {
-            match v.check_body(content_type(session.req_header()), bytes) {
+            let started = Instant::now();
+            let checked = v.check_body(content_type(session.req_header()), bytes);
+            add_time(&mut ctx.stages.validation, started.elapsed());
+            match checked {
                 Ok(doc) => parsed = doc,
                 Err(invalid) => {
                     respond_invalid(session, ctx, invalid).await?;
@@ -161,9 +253,10 @@ impl Gateway {
             }
         }
         if let Some(pointer) = &route.binding.body {
-            if let Err(reject) =
-                buffered::check_body_binding(pointer, bytes, parsed.as_ref(), partner)
-            {
+            let started = Instant::now();
+            let bound = buffered::check_body_binding(pointer, bytes, parsed.as_ref(), partner);
+            add_time(&mut ctx.stages.isolation, started.elapsed());
+            if let Err(reject) = bound {
                 if reject == isolation::PARTNER_MISMATCH {
                     audit_suspicious(ctx, partner, &route.name, reject);
                 }
@@ -211,7 +304,10 @@ impl Gateway {
             body_len: body.as_ref().map_or(0, |b| b.len()),
             outcome,
         };
-        match buffered::forward(session, ticket, body).await? {
+        let started = Instant::now();
+        let forwarded = buffered::forward(session, ticket, body).await;
+        ctx.stages.upstream = Some(started.elapsed());
+        match forwarded? {
             buffered::Forwarded::Answered(outcome) => ctx.outcome = outcome,
             buffered::Forwarded::Refused(reject) => {
                 if reject == buffered::RESPONSE_PARTNER_MISMATCH {
@@ -334,6 +430,115 @@ struct Forward<'a> {
     trace: &'a Trace,
 }
 
+impl Gateway {
+    /// Every metric a finished request moves.
+    fn count(
+        &self,
+        ctx: &RequestCtx,
+        route: &str,
+        status: u16,
+        decision: Decision,
+        elapsed: Duration,
+    ) {
+        let metrics = &self.live.metrics;
+        let status_label = status.to_string();
+        metrics
+            .requests
+            .with_label_values(&[route, status_label.as_str(), decision.as_str(), ctx.outcome])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        for (stage, time) in ctx.stages.named() {
+            if let Some(time) = time {
+                metrics
+                    .stage_duration
+                    .with_label_values(&[route, stage])
+                    .observe(time.as_secs_f64());
+            }
+        }
+        let upstream_failure = match ctx.outcome {
+            "upstream_unavailable" => Some("unavailable"),
+            "upstream_timeout" => Some("timeout"),
+            "upstream_error" => Some("error"),
+            _ => None,
+        };
+        if let Some(kind) = upstream_failure {
+            metrics
+                .upstream_errors
+                .with_label_values(&[route, kind])
+                .inc();
+        }
+        if let Some(partner) = ctx.partner.as_deref() {
+            if let Some(label) = self.monitor.partner_labels.label(partner) {
+                metrics
+                    .partner_requests
+                    .with_label_values(&[label, decision.as_str()])
+                    .inc();
+                self.monitor
+                    .anomaly
+                    .observe(label, decision != Decision::Allow || status >= 500);
+            }
+        }
+    }
+}
+
+/// Longest path kept in an audit record.
+const AUDIT_PATH_MAX: usize = 512;
+
+fn audit_record(
+    session: &Session,
+    ctx: &RequestCtx,
+    route: &str,
+    status: u16,
+    decision: Decision,
+    elapsed: Duration,
+) -> Record {
+    let req = session.req_header();
+    let mut path = ctx
+        .canonical_path
+        .clone()
+        .unwrap_or_else(|| req.uri.path().to_string());
+    if path.len() > AUDIT_PATH_MAX {
+        let mut cut = AUDIT_PATH_MAX;
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        path.truncate(cut);
+    }
+    let tls = session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .map(|t| (t.version.replace('_', "."), t.cipher.to_string()));
+    let s = &ctx.stages;
+    Record {
+        request_id: ctx.request_id.clone(),
+        trace_id: ctx.trace.trace_id.clone(),
+        partner: ctx.partner.clone(),
+        key_id: ctx.key_id.clone(),
+        route: route.to_string(),
+        method: req.method.as_str().to_string(),
+        path,
+        status,
+        decision,
+        reason: ctx.outcome.to_string(),
+        timings_us: Timings {
+            total: micros(Some(elapsed)).unwrap_or_default(),
+            auth: micros(s.auth),
+            isolation: micros(s.isolation),
+            rate_limit: micros(s.rate_limit),
+            validation: micros(s.validation),
+            upstream: micros(s.upstream),
+        },
+        bytes_in: session.body_bytes_read() as u64,
+        bytes_out: session.body_bytes_sent() as u64,
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        tls_version: tls.as_ref().map(|t| t.0.clone()),
+        tls_cipher: tls.map(|t| t.1),
+    }
+}
+
 /// Logs a request that reached for another partner's data.
 fn audit_suspicious(ctx: &RequestCtx, partner: &str, route: &str, reject: Reject) {
     tracing::warn!(
@@ -372,6 +577,44 @@ pub struct RequestCtx {
     leak_scanner: Option<LeakScanner>,
     /// The W3C trace this request belongs to.
     trace: Trace,
+    client_ip: Option<std::net::IpAddr>,
+    /// The canonical path, once screening computed it.
+    canonical_path: Option<String>,
+    /// Time spent in each stage, for the audit record and the histograms.
+    stages: StageTimes,
+    /// Headers every response to this request carries (rate-limit state,
+    /// Retry-After).
+    extra_headers: Vec<(&'static str, String)>,
+}
+
+#[derive(Default, Clone, Copy)]
+struct StageTimes {
+    auth: Option<Duration>,
+    isolation: Option<Duration>,
+    rate_limit: Option<Duration>,
+    validation: Option<Duration>,
+    upstream: Option<Duration>,
+}
+
+impl StageTimes {
+    fn named(&self) -> [(&'static str, Option<Duration>); 5] {
+        [
+            ("auth", self.auth),
+            ("isolation", self.isolation),
+            ("rate_limit", self.rate_limit),
+            ("validation", self.validation),
+            ("upstream", self.upstream),
+        ]
+    }
+}
+
+/// Adds `more` to a stage's time.
+fn add_time(slot: &mut Option<Duration>, more: Duration) {
+    *slot = Some(slot.unwrap_or_default() + more);
+}
+
+fn micros(d: Option<Duration>) -> Option<u64> {
+    d.map(|d| d.as_micros().min(u128::from(u64::MAX)) as u64)
 }
 
 /// An upstream answer whose body is swallowed and replaced.
@@ -510,6 +753,9 @@ pub(crate) fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::
         .map(|p| p.hsts.clone())
         .unwrap_or_else(|| HeaderValue::from_static("max-age=63072000; includeSubDomains"));
     resp.insert_header(HSTS, hsts)?;
+    for (name, value) in &ctx.extra_headers {
+        resp.insert_header(*name, value.as_str())?;
+    }
     Ok(())
 }
 
@@ -591,6 +837,10 @@ impl ProxyHttp for Gateway {
             replacing: None,
             leak_scanner: None,
             trace: Trace::default(),
+            client_ip: None,
+            canonical_path: None,
+            stages: StageTimes::default(),
+            extra_headers: Vec::new(),
         }
     }
 
@@ -676,6 +926,17 @@ impl ProxyHttp for Gateway {
         );
         ctx.plan = Some(plan.clone());
         session.set_keepalive(Some(plan.keepalive_secs));
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client_ip = client_ip;
+        if let Some(left) = client_ip.and_then(|ip| self.monitor.abuse.client_blocked(ip)) {
+            ctx.extra_headers
+                .push(("retry-after", left.as_secs().max(1).to_string()));
+            respond_problem(session, ctx, CLIENT_BLOCKED, None).await?;
+            return Ok(true);
+        }
 
         let canonical = match screen(session, &plan) {
             Ok(c) => c,
@@ -684,11 +945,9 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         };
+        ctx.canonical_path = Some(canonical.clone());
 
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let started = Instant::now();
         let req = session.req_header();
         let authenticated = auth::authenticate(
             self.keys.verifier(),
@@ -698,10 +957,12 @@ impl ProxyHttp for Gateway {
             client_ip,
         )
         .await;
+        ctx.stages.auth = Some(started.elapsed());
         let record = match authenticated {
             Ok(record) => record,
             Err((reject, key_id)) => {
                 ctx.key_id = key_id.map(|id| id.to_string());
+                let reject = self.judge_auth_failure(ctx, reject);
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
             }
@@ -709,6 +970,7 @@ impl ProxyHttp for Gateway {
         ctx.partner = Some(record.partner.clone());
         ctx.key_id = Some(record.key_id.clone());
 
+        let started = Instant::now();
         let partner = plan.partners.get(&record.partner);
         if let Err(reject) = isolation::admit_partner(partner.map(|p| p.as_ref()), client_ip) {
             respond_problem(session, ctx, reject, None).await?;
@@ -741,24 +1003,32 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
         let req = session.req_header();
-        if let Err(reject) = isolation::check_bindings(
+        let bound = isolation::check_bindings(
             &route.binding,
             &params,
             req.uri.query(),
             &req.headers,
             &partner.id,
-        ) {
+        );
+        add_time(&mut ctx.stages.isolation, started.elapsed());
+        if let Err(reject) = bound {
             if reject == isolation::PARTNER_MISMATCH {
                 audit_suspicious(ctx, &partner.id, &route.name, reject);
             }
             respond_problem(session, ctx, reject, None).await?;
             return Ok(true);
         }
+        if self.over_rate_limit(ctx, &partner, &route).await {
+            respond_problem(session, ctx, RATE_LIMITED, None).await?;
+            return Ok(true);
+        }
         if let Some(v) = &route.validation {
+            let started = Instant::now();
             let req = session.req_header();
             let checked = v
                 .check_params(req.uri.query(), &params, &req.headers)
                 .and_then(|()| v.check_content_type(content_type(req)));
+            add_time(&mut ctx.stages.validation, started.elapsed());
             if let Err(invalid) = checked {
                 respond_invalid(session, ctx, invalid).await?;
                 return Ok(true);
@@ -863,11 +1133,19 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let (Some(sent), Some(route)) = (ctx.upstream_sent, ctx.route.as_ref()) {
-            self.live
-                .metrics
+            let waited = sent.elapsed();
+            ctx.stages.upstream = Some(waited);
+            let metrics = &self.live.metrics;
+            metrics
                 .upstream_duration
                 .with_label_values(&[route.name.as_str()])
-                .observe(sent.elapsed().as_secs_f64());
+                .observe(waited.as_secs_f64());
+            if upstream_response.status.is_server_error() {
+                metrics
+                    .upstream_errors
+                    .with_label_values(&[route.name.as_str(), "status_5xx"])
+                    .inc();
+            }
         }
         ctx.outcome = "proxied";
         if let (Some(plan), Some(route)) = (ctx.plan.clone(), ctx.route.clone()) {
@@ -1002,16 +1280,8 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str());
         let elapsed = ctx.started.elapsed();
-        let metrics = &self.live.metrics;
-        let status_label = status.to_string();
-        metrics
-            .requests
-            .with_label_values(&[route, status_label.as_str(), ctx.outcome])
-            .inc();
-        metrics
-            .request_duration
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        let decision = Decision::of(ctx.outcome, status);
+        self.count(ctx, route, status, decision, elapsed);
         // The query string is never logged: partners put secrets in it.
         tracing::info!(
             target: "portcullis::access",
@@ -1027,6 +1297,10 @@ impl ProxyHttp for Gateway {
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()),
         );
+        if self.monitor.audit.wants(decision) {
+            let record = audit_record(session, ctx, route, status, decision, elapsed);
+            self.monitor.audit.submit(Entry::request(record));
+        }
         if let Some(guard) = session.stream().and_then(GuardedStream::of) {
             guard.await_next_request();
         }

@@ -25,6 +25,7 @@ use crate::keys::redis_store::RedisStore;
 use crate::keys::service::KeyService;
 use crate::keys::verify::{KeyStats, MissLimit, Verifier};
 use crate::metrics::Metrics;
+use crate::monitor::Monitor;
 use crate::plaintext::RedirectApp;
 use crate::proxy::Gateway;
 use crate::reload::{Live, Reloader};
@@ -48,6 +49,21 @@ pub fn check(config_path: &Path) -> Result<config::Loaded, Vec<String>> {
             problems.push(format!("{}: keys.path: {e}", config_path.display()));
         }
     }
+    let audit = &loaded.settings.audit;
+    if let Some(key) = &audit.chain_key_file {
+        if let Err(e) = crate::audit::chain::ChainKey::load(key) {
+            problems.push(format!("{}: audit.chain_key_file: {e}", config_path.display()));
+        }
+    }
+    if audit.output == crate::config::monitoring::AuditOutput::File
+        && !audit.path.parent().is_some_and(Path::is_dir)
+    {
+        problems.push(format!(
+            "{}: audit.path: directory of {} does not exist",
+            config_path.display(),
+            audit.path.display()
+        ));
+    }
     if let Some(token) = &loaded.settings.admin.token_file {
         if let Err(e) = AdminToken::load(token) {
             problems.push(format!("{}: admin.token_file: {e}", config_path.display()));
@@ -65,6 +81,8 @@ pub fn check(config_path: &Path) -> Result<config::Loaded, Vec<String>> {
 pub struct Keys {
     pub service: Arc<KeyService>,
     pub agent: Option<NodeAgent>,
+    /// The shared store, which rate limits use too.
+    pub redis: Option<Arc<RedisStore>>,
 }
 
 /// Opens the configured key store with the pepper and the cache. The
@@ -94,12 +112,13 @@ pub fn open_keys(settings: &KeysSettings, stats: Option<KeyStats>) -> Result<Key
             verifier.set_store_up(false);
             let agent = NodeAgent {
                 node_id: crate::request_id::generate(),
-                store,
+                store: store.clone(),
                 verifier: verifier.clone(),
             };
             Ok(Keys {
                 service: Arc::new(KeyService::new(verifier)),
                 agent: Some(agent),
+                redis: Some(store),
             })
         }
         (StoreKind::Redis, None) => Err("keys.redis is required when keys.store is redis".into()),
@@ -119,6 +138,7 @@ pub fn open_keys(settings: &KeysSettings, stats: Option<KeyStats>) -> Result<Key
             Ok(Keys {
                 service: Arc::new(KeyService::new(Arc::new(verifier))),
                 agent: None,
+                redis: None,
             })
         }
     }
@@ -176,7 +196,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     let Keys {
         service: keys,
         agent,
+        redis,
     } = open_keys(&settings.keys, Some(metrics.keys.clone()))?;
+    let monitor = Monitor::start(&settings, &metrics, redis)?;
     let live = Arc::new(Live::new(config_path, loaded, cert, metrics.clone()));
 
     let threads = match settings.server.threads {
@@ -203,7 +225,12 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
 
     let mut proxy = pingora::proxy::http_proxy(
         &server.configuration,
-        Gateway::new(live.clone(), keys.clone(), settings.keys.header.clone()),
+        Gateway::new(
+            live.clone(),
+            keys.clone(),
+            settings.keys.header.clone(),
+            monitor.clone(),
+        ),
     );
     // An HTTP/2 connection with no open stream is closed like an idle
     // kept-alive HTTP/1 connection.
@@ -235,7 +262,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         Some(path) => Some(AdminToken::load(path)?),
         None => None,
     };
-    let keys_api = KeysApi::new(keys.clone(), token);
+    let keys_api = KeysApi::new(keys.clone(), token).with_monitor(monitor.clone());
     let mut admin = Service::new(
         "portcullis admin".to_string(),
         AdminApp::new(live.clone(), keys_api),

@@ -99,6 +99,8 @@ pub struct Route {
     pub fields: Option<Fields>,
     /// `Cache-Control` on this route's answers.
     pub cache_control: HeaderValue,
+    /// Requests per partner on this route.
+    pub rate_limit: Option<crate::limits::Rate>,
 }
 
 /// A route's field filter, and the variants some partners get instead.
@@ -222,6 +224,12 @@ pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
         .token_file
         .as_ref()
         .map(|p| resolve_path(&base, p));
+    settings.audit.path = resolve_path(&base, &settings.audit.path);
+    settings.audit.chain_key_file = settings
+        .audit
+        .chain_key_file
+        .as_ref()
+        .map(|p| resolve_path(&base, p));
     settings.keys.header = settings.keys.header.to_ascii_lowercase();
     if http::HeaderName::from_bytes(settings.keys.header.as_bytes()).is_err() {
         errors.push(ConfigError::new(
@@ -254,6 +262,10 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         ));
         HeaderValue::from_static("max-age=63072000")
     });
+    // Value mistakes that do not stop the policies from being checked too.
+    for (field, msg) in super::monitoring::problems(&settings.audit, &settings.abuse) {
+        errors.push(ConfigError::new(config_path, None, field, msg));
+    }
     if settings.http.header_timeout.is_zero() {
         errors.push(ConfigError::new(
             config_path,
@@ -646,6 +658,14 @@ fn compile_routes(
                     continue;
                 }
             };
+            if let Some(msg) = spec
+                .rate_limit
+                .as_ref()
+                .and_then(super::monitoring::rate_problem)
+            {
+                errors.push(ConfigError::new(file, line, field("rate_limit"), msg));
+                continue;
+            }
             let route = Arc::new(Route {
                 name: spec.name.clone(),
                 upstream: upstream.clone(),
@@ -658,6 +678,7 @@ fn compile_routes(
                 validation,
                 fields,
                 cache_control,
+                rate_limit: spec.rate_limit.as_ref().map(crate::limits::Rate::new),
             });
             match router.insert(&spec.path, &methods, route) {
                 Ok(()) => count += 1,

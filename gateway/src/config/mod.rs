@@ -5,6 +5,7 @@
 mod compile;
 mod error;
 pub mod model;
+pub mod monitoring;
 mod openapi;
 mod partners;
 mod validate;

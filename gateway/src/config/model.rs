@@ -38,6 +38,14 @@ pub struct GatewayFile {
     pub schemas: PathBuf,
     #[serde(default)]
     pub response: ResponseSettings,
+    #[serde(default)]
+    pub audit: super::monitoring::AuditSettings,
+    #[serde(default)]
+    pub metrics: super::monitoring::MetricsSettings,
+    #[serde(default)]
+    pub rate_limits: super::monitoring::RateLimitSettings,
+    #[serde(default)]
+    pub abuse: super::monitoring::AbuseSettings,
 }
 
 /// What every response loses or gains on its way out.
@@ -537,6 +545,9 @@ pub struct OpenApiImport {
     pub unknown_query: UnknownParams,
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Requests per partner on each imported route.
+    #[serde(default)]
+    pub rate_limit: Option<super::monitoring::RateSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -574,6 +585,9 @@ pub struct PartnerLimits {
     /// Requests of this partner in flight at once on one node; more get 429.
     #[serde(default)]
     pub max_concurrent: Option<u32>,
+    /// Requests of this partner over all routes, shared by every node.
+    #[serde(default)]
+    pub rate: Option<super::monitoring::RateSpec>,
 }
 
 /// Where a request names the partner it is for. Every value given must
@@ -664,6 +678,9 @@ pub struct RouteSpec {
     /// What of the upstream's answer the partner gets.
     #[serde(default)]
     pub response: Option<RouteResponseSpec>,
+    /// Requests per partner on this route, shared by every node.
+    #[serde(default)]
+    pub rate_limit: Option<super::monitoring::RateSpec>,
     /// For routes imported from OpenAPI: the file inline schemas' `$ref`s
     /// resolve against, and the draft they are written in.
     #[serde(skip)]

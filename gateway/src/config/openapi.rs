@@ -99,6 +99,7 @@ pub fn import(
                 max_response_bytes: 4 * 1024 * 1024,
                 validate: Some(validate),
                 response: None,
+                rate_limit: spec.rate_limit,
                 schema_origin: Some((origin.clone(), draft)),
             });
         }

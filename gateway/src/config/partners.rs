@@ -89,6 +89,14 @@ fn compile_partner(
     if spec.limits.max_concurrent == Some(0) {
         return Err((".limits.max_concurrent", "must be greater than 0".into()));
     }
+    if let Some(msg) = spec
+        .limits
+        .rate
+        .as_ref()
+        .and_then(super::monitoring::rate_problem)
+    {
+        return Err((".limits.rate", msg.into()));
+    }
     Ok(Partner {
         id: id.to_string(),
         suspended: spec.status == PartnerStatus::Suspended,
@@ -96,6 +104,7 @@ fn compile_partner(
         routes,
         allow_ips,
         max_concurrent: spec.limits.max_concurrent,
+        rate: spec.limits.rate.as_ref().map(crate::limits::Rate::new),
     })
 }
 

@@ -274,7 +274,7 @@ impl RedisStore {
 
     /// The request path's connection manager, made by (and driven in) the
     /// runtime of the first request that needs it.
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+    pub(crate) async fn conn(&self) -> Result<ConnectionManager, StoreError> {
         let client = self.client().await?;
         self.manager
             .get_or_try_init(|| async {
@@ -300,7 +300,7 @@ impl RedisStore {
         self.lease
     }
 
-    fn name(&self, suffix: &str) -> String {
+    pub(crate) fn name(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.prefix)
     }
 

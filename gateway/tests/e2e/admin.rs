@@ -42,7 +42,7 @@ async fn health_readiness_and_metrics_are_served_on_the_admin_listener() {
         || async {
             let m = gw.metrics().await;
             m.contains(
-                r#"portcullis_requests_total{code="route_not_found",route="-",status="404"} 1"#,
+                r#"portcullis_requests_total{code="route_not_found",decision="deny",route="-",status="404"} 1"#,
             )
             .then_some(m)
         },
@@ -50,12 +50,12 @@ async fn health_readiness_and_metrics_are_served_on_the_admin_listener() {
     .await;
     assert!(
         m.contains(
-            r#"portcullis_requests_total{code="proxied",route="list-orders",status="200"} 3"#
+            r#"portcullis_requests_total{code="proxied",decision="allow",route="list-orders",status="200"} 3"#
         ),
         "{m}"
     );
     assert!(
-        m.contains(r#"portcullis_requests_total{code="route_not_found",route="-",status="404"} 1"#),
+        m.contains(r#"portcullis_requests_total{code="route_not_found",decision="deny",route="-",status="404"} 1"#),
         "{m}"
     );
     assert!(

@@ -266,7 +266,7 @@ async fn a_response_naming_another_partner_is_withheld() {
     gw.wait_for_log("upstream response for another partner withheld")
         .await;
     // Requests are counted once answered, in the logging phase.
-    let sample = "portcullis_requests_total{code=\"response_partner_mismatch\",route=\"guarded\",status=\"502\"}";
+    let sample = "portcullis_requests_total{code=\"response_partner_mismatch\",decision=\"error\",route=\"guarded\",status=\"502\"}";
     eventually(
         "both withheld answers counted",
         std::time::Duration::from_secs(10),

@@ -303,3 +303,46 @@ fn the_cli_writes_a_store_named_relative_to_the_working_directory() {
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     assert!(dir.path().join("keys.json").exists());
 }
+
+#[test]
+fn monitoring_and_rate_limit_mistakes_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    let mut gateway = std::fs::read_to_string(dir.path().join("portcullis.yaml")).unwrap();
+    gateway.push_str(
+        "audit:\n  output: file\n  path: missing-dir/audit.log\n  sample_allowed: 2\n  chain_key_file: short-key\n\
+         abuse:\n  anomaly:\n    factor: 0.5\n",
+    );
+    std::fs::write(dir.path().join("portcullis.yaml"), gateway).unwrap();
+    std::fs::write(dir.path().join("short-key"), "too short").unwrap();
+    std::fs::write(
+        dir.path().join("policies/a.yaml"),
+        "partners:\n  acme:\n    limits:\n      rate: { requests: 0, per: 1m }\n\
+         upstreams:\n  orders:\n    url: http://127.0.0.1:9\n\
+         routes:\n  - name: one\n    methods: [GET]\n    path: /one\n    upstream: orders\n    rate_limit: { requests: 5, per: 0s }\n",
+    )
+    .unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "portcullis.yaml: audit.sample_allowed: must be between 0 and 1",
+        "portcullis.yaml: abuse.anomaly.factor: must be greater than 1",
+        "policies/a.yaml:3: partners.acme.limits.rate: requests must be at least 1",
+        "policies/a.yaml:9: routes[0].rate_limit: per must be greater than 0",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    // Start-up resources are checked once the configuration itself is sound.
+    let gateway = std::fs::read_to_string(dir.path().join("portcullis.yaml"))
+        .unwrap()
+        .replace("  sample_allowed: 2\n", "")
+        .replace("abuse:\n  anomaly:\n    factor: 0.5\n", "");
+    std::fs::write(dir.path().join("portcullis.yaml"), gateway).unwrap();
+    std::fs::remove_file(dir.path().join("policies/a.yaml")).unwrap();
+    std::fs::write(dir.path().join("policies/a.yaml"), "routes: []\n").unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("audit.chain_key_file: ") && err.contains("at least 32 bytes"), "{err}");
+    assert!(err.contains("audit.path: directory of"), "{err}");
+}

@@ -221,7 +221,15 @@ impl Gateway {
              policies:\n  - policies/*.yaml\n\
              reload:\n  watch_interval: {watch}\n\
              server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n{extra}",
-            extra = config.extra,
+            extra = if config.extra.contains("audit:") {
+                config.extra.clone()
+            } else {
+                // Every test writes its audit trail where it can be read.
+                format!(
+                    "audit:\n  output: file\n  path: audit.log\n{}",
+                    config.extra
+                )
+            },
             http = config.http,
             keys = config.keys,
             watch = config.watch_interval,
@@ -428,6 +436,29 @@ impl Gateway {
             .await
             .map(|(_, b)| b)
             .unwrap_or_default()
+    }
+
+    /// The audit trail so far, one JSON value per line.
+    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
+            .collect()
+    }
+
+    /// Waits for the audit record of the request with this id.
+    pub async fn audit_record(&self, request_id: &str) -> serde_json::Value {
+        eventually(
+            &format!("the audit record of {request_id}"),
+            Duration::from_secs(10),
+            || async {
+                self.audit_lines()
+                    .into_iter()
+                    .find(|r| r["request_id"] == request_id)
+            },
+        )
+        .await
     }
 
     /// The value of one metric sample, e.g. `portcullis_config_reloads_total{result="ok"}`.
@@ -775,6 +806,17 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends a signal (`STOP` pauses it, `CONT` resumes it).
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     pub fn kill(&mut self) {

@@ -11,6 +11,7 @@ mod common;
 mod demo;
 mod isolation;
 mod minimise;
+mod monitoring;
 mod protocol;
 mod redis;
 mod reload;

@@ -517,7 +517,7 @@ async fn an_openapi_document_becomes_routes_and_validators() {
         .unwrap();
     assert_eq!(resp.status, 200);
     // Imported routes are named after their operationId in metrics.
-    let sample = "portcullis_requests_total{code=\"proxied\",route=\"createOrder\",status=\"201\"}";
+    let sample = "portcullis_requests_total{code=\"proxied\",decision=\"allow\",route=\"createOrder\",status=\"201\"}";
     eventually(
         "the created order counted",
         Duration::from_secs(10),
