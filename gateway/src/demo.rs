@@ -91,6 +91,7 @@ fn gateway_yaml(opts: &DemoOptions) -> String {
          tls:\n  certificate: gateway.pem\n  private_key: gateway.key\n\
          policies:\n  - policies/*.yaml\n\
          identity:\n  assertion:\n    algorithm: ed25519\n    key_file: assertion-key.pem\n\
+         audit:\n  output: file\n  path: audit.log\n\
          server:\n  threads: 2\n  pid_file: portcullis.pid\n  upgrade_sock: portcullis_upgrade.sock\n",
         https = opts.https,
         admin = opts.admin,
@@ -100,7 +101,7 @@ fn gateway_yaml(opts: &DemoOptions) -> String {
 fn policy_yaml(upstream: SocketAddr) -> String {
     format!(
         "# Written by `portcullis demo`: the example orders service behind the gateway.\n\
-         partners:\n  acme:\n    scopes: [orders:read, orders:write]\n  globex:\n    scopes: [orders:read]\n\
+         partners:\n  acme:\n    scopes: [orders:read, orders:write]\n    limits:\n      rate: {{requests: 600, per: 1m, burst: 50}}\n  globex:\n    scopes: [orders:read]\n    limits:\n      rate: {{requests: 5, per: 1m}}\n\
          upstreams:\n  orders:\n    url: http://{upstream}\n    timeouts:\n      connect: 2s\n      read: 10s\n      total: 30s\n\
          routes:\n\
          \x20 - name: list-orders\n    methods: [GET]\n    path: /partners/{{partner}}/orders\n    upstream: orders\n    scopes: [orders:read]\n    response_bind: /partner\n\
@@ -195,9 +196,15 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -X POST -H 'X-API-Key: {acme}' {base}/.portcullis/v1/keys/rotate\
          \n  # operators: portcullis keys list|create|rotate|revoke --config {config}\
          \n  curl -sS http://{admin}/metrics | grep portcullis_requests_total\
+         \n\n  # globex may make 5 requests a minute: the sixth gets 429 rate_limited with Retry-After\
+         \n  for i in 1 2 3 4 5 6; do {c} -o /dev/null -w '%{{http_code}} ' -H 'X-API-Key: {globex}' {base}/partners/globex/orders; done; echo\
+         \n\n  # every request is in the hash-chained audit trail\
+         \n  portcullis audit search {audit} --decision deny --since 1h\
+         \n  portcullis audit verify {audit}\
          \n\nCtrl-C stops everything.\n",
         admin = opts.admin,
         config = opts.dir.join("portcullis.yaml").display(),
+        audit = opts.dir.join("audit.log").display(),
         ca = ca.display(),
     );
 }

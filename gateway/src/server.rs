@@ -52,7 +52,10 @@ pub fn check(config_path: &Path) -> Result<config::Loaded, Vec<String>> {
     let audit = &loaded.settings.audit;
     if let Some(key) = &audit.chain_key_file {
         if let Err(e) = crate::audit::chain::ChainKey::load(key) {
-            problems.push(format!("{}: audit.chain_key_file: {e}", config_path.display()));
+            problems.push(format!(
+                "{}: audit.chain_key_file: {e}",
+                config_path.display()
+            ));
         }
     }
     if audit.output == crate::config::monitoring::AuditOutput::File

@@ -343,6 +343,9 @@ fn monitoring_and_rate_limit_mistakes_are_reported() {
     std::fs::write(dir.path().join("policies/a.yaml"), "routes: []\n").unwrap();
     let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("audit.chain_key_file: ") && err.contains("at least 32 bytes"), "{err}");
+    assert!(
+        err.contains("audit.chain_key_file: ") && err.contains("at least 32 bytes"),
+        "{err}"
+    );
     assert!(err.contains("audit.path: directory of"), "{err}");
 }
