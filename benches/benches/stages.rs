@@ -202,6 +202,35 @@ fn monitoring(c: &mut Criterion) {
     group.bench_function("rate_limit_local_two_limits", |b| {
         b.iter(|| ready(limiter.check("list-orders", &checks)).map(|l| l.allowed))
     });
+    if let Ok(redis) = portcullis_benches::Redis::start() {
+        let settings = portcullis::config::model::RedisSettings {
+            url: Some(redis.url.clone()),
+            sentinel: None,
+            username: None,
+            password_file: None,
+            ca: None,
+            prefix: "bench:".into(),
+            timeout: Duration::from_millis(500),
+            lease: Duration::from_secs(2),
+        };
+        let shared = RateLimiter::new(
+            Some(Arc::new(RedisStore::new(&settings))),
+            Duration::from_millis(500),
+            Duration::from_secs(1),
+            LimitStats::new().unwrap(),
+        );
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let first = rt.block_on(shared.check("list-orders", &checks)).unwrap();
+        assert!(first.allowed);
+        group.bench_function("rate_limit_redis_two_limits", |b| {
+            b.iter(|| {
+                rt.block_on(shared.check("list-orders", &checks))
+                    .map(|l| l.allowed)
+            })
+        });
+    } else {
+        eprintln!("redis-server not available: skipping rate_limit_redis_two_limits");
+    }
     let guard = AbuseGuard::new(AuthFailureSettings::default(), AbuseStats::new().unwrap());
     let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
     group.bench_function("brute_force_check_nothing_blocked", |b| {

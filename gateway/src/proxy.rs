@@ -1240,7 +1240,7 @@ impl ProxyHttp for Gateway {
         }
         session.set_keepalive(None);
         if let Err(write_err) = respond_problem(session, ctx, reject, None).await {
-            tracing::debug!(error = %write_err, "could not send error response");
+            tracing::debug!(request_id = %ctx.request_id, error = %write_err, "could not send error response");
         }
         FailToProxy {
             error_code: reject.status,

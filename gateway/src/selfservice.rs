@@ -32,7 +32,7 @@ pub async fn rotate(
     let (key, new_record) = match keys.rotate(&record.partner, &record.name).await {
         Ok(rotated) => rotated,
         Err(e) => {
-            tracing::error!(error = %e, key_id = %record.key_id, "self-service rotation failed");
+            tracing::error!(request_id = %ctx.request_id, error = %e, key_id = %record.key_id, "self-service rotation failed");
             return respond_problem(session, ctx, ROTATION_FAILED, None).await;
         }
     };
@@ -50,7 +50,7 @@ pub async fn rotate(
     resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(CACHE_CONTROL, "no-store")?;
     decorate(&mut resp, ctx)?;
-    tracing::info!(partner = %new_record.partner, old_key_id = %record.key_id, new_key_id = %new_record.key_id, "partner rotated its key");
+    tracing::info!(request_id = %ctx.request_id, partner = %new_record.partner, old_key_id = %record.key_id, new_key_id = %new_record.key_id, "partner rotated its key");
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await
 }

@@ -1,10 +1,17 @@
-//! What the body stages cost a running gateway: the same 1 KiB JSON POST
-//! through three routes of one gateway process, in alternating rounds:
+//! What the stages cost a running gateway: the same 1 KiB JSON POST
+//! through several routes, in alternating rounds:
 //!
 //! - `streamed`: no body stage; pingora streams the body to the upstream;
-//! - `buffered`: a body binding, so the body is read whole, parsed strictly
-//!   and forwarded through a subrequest;
-//! - `validated`: the body binding plus a JSON Schema.
+//! - `buffered`: a body binding, so the body is read whole and parsed
+//!   strictly before it is forwarded;
+//! - `validated`: the body binding plus a JSON Schema;
+//! - `limited`: streamed, plus a rate limit (decided locally) that never
+//!   refuses, so its price is visible;
+//! - `unaudited`: streamed, on a second gateway process alike in every way
+//!   but with the audit trail off.
+//!
+//! The first gateway writes every request to its audit trail (a file), as
+//! in production.
 //!
 //! Run (after `cargo build --release -p portcullis`):
 //! `cargo run --release -p portcullis-benches --bin stage_throughput -- [seconds-per-round] [rounds] [concurrency]`
@@ -37,6 +44,18 @@ fn body() -> Vec<u8> {
         items.join(",")
     )
     .into_bytes()
+}
+
+fn policy(upstream: SocketAddr) -> String {
+    format!(
+        "partners:\n  acme: {{}}\n\
+         upstreams:\n  up:\n    url: http://{upstream}\n\
+         routes:\n\
+         \x20 - name: streamed\n    methods: [POST]\n    path: /echo/streamed\n    upstream: up\n\
+         \x20 - name: buffered\n    methods: [POST]\n    path: /echo/buffered\n    upstream: up\n    bind:\n      body: /order/partner\n\
+         \x20 - name: validated\n    methods: [POST]\n    path: /echo/validated\n    upstream: up\n    bind:\n      body: /order/partner\n    validate:\n      body: order.json\n\
+         \x20 - name: limited\n    methods: [POST]\n    path: /echo/limited\n    upstream: up\n    rate_limit: {{requests: 1000000000, per: 1s}}\n"
+    )
 }
 
 fn free_port() -> u16 {
@@ -82,113 +101,62 @@ async fn main() -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
 
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let d = dir.path();
     let ca = portcullis::certgen::Ca::new("bench CA").map_err(|e| e.to_string())?;
-    let leaf = ca.issue(&["localhost"]).map_err(|e| e.to_string())?;
-    let write = |name: &str, text: &str| std::fs::write(d.join(name), text);
-    write("cert.pem", &leaf.cert_pem).map_err(|e| e.to_string())?;
-    write("key.pem", &leaf.key_pem).map_err(|e| e.to_string())?;
-    write("pepper", &"5a".repeat(32)).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(d.join("policies")).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(d.join("schemas")).map_err(|e| e.to_string())?;
-    write("schemas/order.json", SCHEMA).map_err(|e| e.to_string())?;
-    let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    write(
-        "portcullis.yaml",
-        &format!(
-            "listen:\n  https: \"{https}\"\nadmin:\n  address: \"{admin}\"\n\
-             keys:\n  path: keys.json\n  pepper_file: pepper\n\
-             tls:\n  certificate: cert.pem\n  private_key: key.pem\n\
-             reload:\n  watch_interval: 0s\n\
-             server:\n  threads: 1\n  pid_file: gw.pid\n  upgrade_sock: gw.sock\n"
-        ),
+    // Two gateways alike but for the audit trail: the price of auditing
+    // every request is the `unaudited` row against `streamed`.
+    let audited = start(
+        &binary,
+        &ca,
+        upstream,
+        "audit:\n  output: file\n  path: audit.log\n",
     )
-    .map_err(|e| e.to_string())?;
-    write(
-        "policies/bench.yaml",
-        &format!(
-            "partners:\n  acme: {{}}\n\
-             upstreams:\n  up:\n    url: http://{upstream}\n\
-             routes:\n\
-             \x20 - name: streamed\n    methods: [POST]\n    path: /echo/streamed\n    upstream: up\n\
-             \x20 - name: buffered\n    methods: [POST]\n    path: /echo/buffered\n    upstream: up\n    bind:\n      body: /order/partner\n\
-             \x20 - name: validated\n    methods: [POST]\n    path: /echo/validated\n    upstream: up\n    bind:\n      body: /order/partner\n    validate:\n      body: order.json\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
-    let settings =
-        portcullis::config::load_settings(&d.join("portcullis.yaml")).map_err(|e| e.to_string())?;
-    let service = portcullis::server::open_keys(&settings.keys, None)?.service;
-    let (key, _) = service
-        .create("acme", "bench", None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let key = key.reveal().to_string();
-    drop(service);
-
-    let _gateway = Gateway(
-        Command::new(&binary)
-            .args(["run", "--config"])
-            .arg(d.join("portcullis.yaml"))
-            .current_dir(d)
-            .env("PORTCULLIS_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{}: {e}", binary.display()))?,
-    );
-
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert("x-api-key", key.parse().map_err(|_| "key header")?);
-    headers.insert(
-        "content-type",
-        reqwest::header::HeaderValue::from_static("application/json"),
-    );
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).map_err(|e| e.to_string())?,
-        )
-        .resolve("localhost", https)
-        .http1_only()
-        .default_headers(headers)
-        .pool_max_idle_per_host(concurrency)
-        .build()
-        .map_err(|e| e.to_string())?;
+    .await?;
+    let unaudited = start(&binary, &ca, upstream, "audit:\n  output: off\n").await?;
+    let client_for = |gw: &Started| -> Result<reqwest::Client, String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("x-api-key", gw.key.parse().map_err(|_| "key header")?);
+        headers.insert(
+            "content-type",
+            reqwest::header::HeaderValue::from_static("application/json"),
+        );
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(ca.cert_pem().as_bytes())
+                    .map_err(|e| e.to_string())?,
+            )
+            .resolve("localhost", gw.https)
+            .http1_only()
+            .default_headers(headers)
+            .pool_max_idle_per_host(concurrency)
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    let audited_client = client_for(&audited)?;
+    let unaudited_client = client_for(&unaudited)?;
     let body = body();
-    let base = format!("https://localhost:{}", https.port());
-    let start = Instant::now();
-    loop {
-        let ok = client
-            .post(format!("{base}/echo/validated"))
-            .body(body.clone())
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200);
-        if ok {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            return Err("the gateway did not answer 200 on the validated route".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    for (gw, client) in [(&audited, &audited_client), (&unaudited, &unaudited_client)] {
+        wait_ready(client, &gw.base, &body).await?;
     }
-
-    let variants = ["streamed", "buffered", "validated"];
+    let variants = [
+        ("streamed", &audited_client, &audited.base, "streamed"),
+        ("buffered", &audited_client, &audited.base, "buffered"),
+        ("validated", &audited_client, &audited.base, "validated"),
+        ("limited", &audited_client, &audited.base, "limited"),
+        ("unaudited", &unaudited_client, &unaudited.base, "streamed"),
+    ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
-        for (i, variant) in variants.iter().enumerate() {
-            let url = format!("{base}/echo/{variant}");
+        for (i, (variant, client, base, route)) in variants.iter().enumerate() {
+            let url = format!("{base}/echo/{route}");
             let stop = Arc::new(AtomicBool::new(false));
             let began = Instant::now();
             let workers: Vec<_> = (0..concurrency)
                 .map(|_| {
                     let (client, url, body, stop) =
-                        (client.clone(), url.clone(), body.clone(), stop.clone());
+                        ((*client).clone(), url.clone(), body.clone(), stop.clone());
                     tokio::spawn(async move {
                         let mut seen = Vec::new();
                         while !stop.load(Ordering::Relaxed) {
@@ -223,7 +191,7 @@ async fn main() -> Result<(), String> {
     }
 
     println!(
-        "\n{} s rounds x {rounds}, {concurrency} connections, {} B JSON body, gateway on 1 worker thread",
+        "\n{} s rounds x {rounds}, {concurrency} connections, {} B JSON body, each gateway on 1 worker thread",
         seconds,
         body.len()
     );
@@ -234,7 +202,7 @@ async fn main() -> Result<(), String> {
         v[v.len() / 2]
     };
     let base_rate = median(&mut rates[0].clone());
-    for (i, variant) in variants.iter().enumerate() {
+    for (i, (variant, ..)) in variants.iter().enumerate() {
         let rate = median(&mut rates[i]);
         let p50 = percentile(&mut latencies[i], 50.0);
         let p99 = percentile(&mut latencies[i], 99.0);
@@ -246,4 +214,93 @@ async fn main() -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A running gateway of this benchmark.
+struct Started {
+    _process: Gateway,
+    _dir: tempfile::TempDir,
+    https: SocketAddr,
+    base: String,
+    key: String,
+}
+
+/// Writes a configuration (with `extra` appended), issues a key and starts
+/// a gateway process.
+async fn start(
+    binary: &std::path::Path,
+    ca: &portcullis::certgen::Ca,
+    upstream: SocketAddr,
+    extra: &str,
+) -> Result<Started, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let d = dir.path();
+    let leaf = ca.issue(&["localhost"]).map_err(|e| e.to_string())?;
+    let write = |name: &str, text: &str| std::fs::write(d.join(name), text);
+    write("cert.pem", &leaf.cert_pem).map_err(|e| e.to_string())?;
+    write("key.pem", &leaf.key_pem).map_err(|e| e.to_string())?;
+    write("pepper", &"5a".repeat(32)).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(d.join("policies")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(d.join("schemas")).map_err(|e| e.to_string())?;
+    write("schemas/order.json", SCHEMA).map_err(|e| e.to_string())?;
+    let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    write(
+        "portcullis.yaml",
+        &format!(
+            "listen:\n  https: \"{https}\"\nadmin:\n  address: \"{admin}\"\n\
+             keys:\n  path: keys.json\n  pepper_file: pepper\n\
+             tls:\n  certificate: cert.pem\n  private_key: key.pem\n\
+             reload:\n  watch_interval: 0s\n\
+             server:\n  threads: 1\n  pid_file: gw.pid\n  upgrade_sock: gw.sock\n{extra}"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    write("policies/bench.yaml", &policy(upstream)).map_err(|e| e.to_string())?;
+    let settings =
+        portcullis::config::load_settings(&d.join("portcullis.yaml")).map_err(|e| e.to_string())?;
+    let service = portcullis::server::open_keys(&settings.keys, None)?.service;
+    let (key, _) = service
+        .create("acme", "bench", None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let key = key.reveal().to_string();
+    drop(service);
+    let process = Gateway(
+        Command::new(binary)
+            .args(["run", "--config"])
+            .arg(d.join("portcullis.yaml"))
+            .current_dir(d)
+            .env("PORTCULLIS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", binary.display()))?,
+    );
+    Ok(Started {
+        _process: process,
+        _dir: dir,
+        https,
+        base: format!("https://localhost:{}", https.port()),
+        key,
+    })
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str, body: &[u8]) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let ok = client
+            .post(format!("{base}/echo/validated"))
+            .body(body.to_vec())
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200);
+        if ok {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err("the gateway did not answer 200 on the validated route".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

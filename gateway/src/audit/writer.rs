@@ -4,16 +4,17 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::chain::Chain;
 use super::record::{Entry, Event};
-use super::sink::AuditStats;
+use super::sink::{AuditStats, Shared};
 
 pub enum Output {
-    Stdout(std::io::Stdout),
+    /// Buffered: stdout alone would write (and flush) line by line.
+    Stdout(std::io::BufWriter<std::io::Stdout>),
     File(RotatingFile),
 }
 
@@ -27,7 +28,10 @@ pub struct RotatingFile {
 
 impl Output {
     pub fn stdout() -> Output {
-        Output::Stdout(std::io::stdout())
+        Output::Stdout(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ))
     }
 
     /// Opens the file for appending; the chain continues from its last
@@ -55,7 +59,7 @@ impl Output {
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Output::File(RotatingFile {
             path: path.to_path_buf(),
-            file: std::io::BufWriter::new(file),
+            file: std::io::BufWriter::with_capacity(64 * 1024, file),
             size,
             max_bytes,
             keep,
@@ -64,14 +68,14 @@ impl Output {
 
     fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
         match self {
-            Output::Stdout(out) => out.lock().write_all(line),
+            Output::Stdout(out) => out.write_all(line),
             Output::File(f) => f.write(line),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
-            Output::Stdout(out) => out.lock().flush(),
+            Output::Stdout(out) => out.flush(),
             Output::File(f) => f.file.flush(),
         }
     }
@@ -111,7 +115,7 @@ impl RotatingFile {
             .create(true)
             .append(true)
             .open(&self.path)?;
-        self.file = std::io::BufWriter::new(file);
+        self.file = std::io::BufWriter::with_capacity(64 * 1024, file);
         self.size = 0;
         Ok(())
     }
@@ -139,11 +143,14 @@ fn last_line(path: &Path) -> Result<Option<String>, String> {
     Ok(last.map(|l| String::from_utf8_lossy(&l).into_owned()))
 }
 
-pub fn spawn(
-    queue: Receiver<Entry>,
+/// How often the writer empties the queue. Records reach the output at
+/// most this late; a request never waits for them.
+const WRITE_EVERY: Duration = Duration::from_millis(10);
+
+pub(super) fn spawn(
+    shared: Arc<Shared>,
     mut output: Output,
     mut chain: Chain,
-    drops: Arc<AtomicU64>,
     stats: AuditStats,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     std::thread::Builder::new()
@@ -169,16 +176,21 @@ pub fn spawn(
                     }
                 }
             };
-            while let Ok(first) = queue.recv() {
-                let mut next = Some(first);
-                while let Some(entry) = next {
-                    stats.queue_depth.dec();
+            let mut batch = Vec::new();
+            loop {
+                // The sink holds the other reference; once it is gone and
+                // everything is written, so is the writer.
+                let last = Arc::strong_count(&shared) == 1;
+                if let Ok(mut queue) = shared.queue.lock() {
+                    std::mem::swap(&mut *queue, &mut batch);
+                }
+                stats.queue_depth.set(0);
+                for entry in batch.drain(..) {
                     write(&entry, &mut output, &mut chain);
-                    next = queue.try_recv().ok();
                 }
                 // Records are dropped only while the queue is full, so they
                 // came after everything that was queued: the gap goes here.
-                let dropped = drops.swap(0, Ordering::Relaxed);
+                let dropped = shared.unreported_drops.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     let gap = Entry::event(Event::new("records_dropped").with("count", dropped));
                     write(&gap, &mut output, &mut chain);
@@ -186,6 +198,10 @@ pub fn spawn(
                 if let Err(e) = output.flush() {
                     tracing::error!(target: "portcullis::audit", error = %e, "cannot flush the audit trail");
                 }
+                if last {
+                    return;
+                }
+                std::thread::sleep(WRITE_EVERY);
             }
         })
         .map_err(|e| format!("cannot start the audit writer: {e}"))
