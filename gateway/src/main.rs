@@ -44,6 +44,12 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Print the JSON Schema of the gateway file or of policy files (for editors;
+    /// the same schemas ship in schemas/portcullis/).
+    ConfigSchema {
+        #[arg(value_enum)]
+        of: SchemaOf,
+    },
     /// Check or search the audit trail.
     Audit {
         #[command(subcommand)]
@@ -59,6 +65,12 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SchemaOf {
+    Gateway,
+    Policy,
 }
 
 #[derive(Subcommand)]
@@ -216,6 +228,16 @@ fn main() -> ExitCode {
             Some(config) => portcullis::keys_cli::run(&config, action.into()),
             None => Err("keys: --config FILE is required".to_string()),
         },
+        Command::ConfigSchema { of } => {
+            print!(
+                "{}",
+                match of {
+                    SchemaOf::Gateway => portcullis::config::schema::gateway(),
+                    SchemaOf::Policy => portcullis::config::schema::policy(),
+                }
+            );
+            Ok(())
+        }
         Command::Audit {
             action: AuditAction::Verify { files, key_file },
         } => match portcullis::audit_cli::verify(&files, key_file.as_deref()) {

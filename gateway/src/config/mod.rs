@@ -8,6 +8,7 @@ pub mod model;
 pub mod monitoring;
 mod openapi;
 mod partners;
+pub mod schema;
 mod validate;
 
 pub use compile::{load, load_settings, resolve_path, Loaded, Plan, Route, Timeouts, Upstream};

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 /// The gateway file given to `portcullis run --config`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayFile {
     #[serde(default)]
@@ -22,6 +22,7 @@ pub struct GatewayFile {
     pub http: HttpSettings,
     /// Glob patterns of policy files, relative to the gateway file.
     #[serde(default = "default_policies")]
+    #[schemars(with = "Vec<String>")]
     pub policies: Vec<Spanned<String>>,
     #[serde(default)]
     pub keys: KeysSettings,
@@ -49,7 +50,7 @@ pub struct GatewayFile {
 }
 
 /// What every response loses or gains on its way out.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseSettings {
     /// Upstream response headers removed; a trailing `*` matches any suffix.
@@ -99,7 +100,7 @@ impl Default for ResponseSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplaceErrors {
     #[default]
@@ -120,7 +121,7 @@ fn default_policies() -> Vec<Spanned<String>> {
     )]
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// The public HTTPS listener.
@@ -149,7 +150,7 @@ impl Default for Listen {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
     /// Health, readiness and metrics; never on the public listener.
@@ -174,7 +175,7 @@ impl Default for Admin {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
     /// PEM certificate chain, leaf first. Relative to the gateway file.
@@ -190,18 +191,21 @@ fn default_hsts() -> String {
     "max-age=63072000; includeSubDomains".to_string()
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     /// A client must deliver a request's whole header block within this time.
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub header_timeout: Duration,
     /// A client must deliver a request body the gateway inspects (a body
     /// binding) within this time.
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub body_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection.
     #[serde(default = "default_keepalive", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub keepalive_timeout: Duration,
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
@@ -249,7 +253,7 @@ impl Default for HttpSettings {
 }
 
 /// Where keys live and how they are presented.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysSettings {
     /// `embedded` (one node, a local file) or `redis` (many nodes).
@@ -273,12 +277,14 @@ pub struct KeysSettings {
     pub cache_entries: usize,
     /// How long an unknown key is remembered as unknown.
     #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub negative_ttl: Duration,
     /// Unknown keys one client address may present per `unknown_key_window`
     /// before its uncached keys are refused (429) without a store lookup.
     #[serde(default = "default_unknown_key_limit")]
     pub unknown_key_limit: u32,
     #[serde(default = "default_unknown_key_window", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub unknown_key_window: Duration,
 }
 
@@ -302,7 +308,7 @@ fn default_negative_ttl() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
     #[default]
@@ -310,7 +316,7 @@ pub enum StoreKind {
     Redis,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://host:port/db` or `rediss://…` for TLS. Put no password here.
@@ -332,14 +338,16 @@ pub struct RedisSettings {
     pub prefix: String,
     /// Longest wait for one Redis reply.
     #[serde(default = "default_redis_timeout", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub timeout: Duration,
     /// How long a node trusts its cache without hearing from Redis: the
     /// worst-case wait of a rotation, and the outage grace for known keys.
     #[serde(default = "default_lease", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub lease: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SentinelSettings {
     /// The monitored master's name.
@@ -374,12 +382,13 @@ impl Default for KeysSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reload {
     /// How often policy and certificate files are checked for changes;
     /// `0s` turns the watch off (SIGHUP still reloads).
     #[serde(default = "default_watch", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub watch_interval: Duration,
 }
 
@@ -395,7 +404,7 @@ impl Default for Reload {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Worker threads per listener; 0 means one per CPU.
@@ -410,9 +419,11 @@ pub struct ServerSettings {
     /// On SIGTERM/SIGQUIT, listeners stop accepting at once and in-flight
     /// requests get this long to finish.
     #[serde(default = "default_grace", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub grace_period: Duration,
     /// After the grace period, the longest wait for worker threads to stop.
     #[serde(default = "default_drain", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub drain_timeout: Duration,
 }
 
@@ -442,7 +453,7 @@ impl Default for ServerSettings {
 }
 
 /// How the gateway tells an upstream who is calling.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySettings {
     /// Request headers removed before forwarding, so a client cannot claim
@@ -478,7 +489,7 @@ impl Default for IdentitySettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AssertionAlgorithm {
     /// EdDSA over Ed25519: upstreams verify with the public key only.
@@ -487,7 +498,7 @@ pub enum AssertionAlgorithm {
     HmacSha256,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSettings {
     pub algorithm: AssertionAlgorithm,
@@ -498,6 +509,7 @@ pub struct AssertionSettings {
     pub header: String,
     /// How long an assertion stays valid after it is issued.
     #[serde(default = "default_assertion_ttl", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub ttl: Duration,
 }
 
@@ -509,22 +521,26 @@ fn default_assertion_ttl() -> Duration {
 }
 
 /// One policy file: partners, upstreams and the routes that reach them.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, PartnerSpec>")]
     pub partners: BTreeMap<String, Spanned<PartnerSpec>>,
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, UpstreamSpec>")]
     pub upstreams: BTreeMap<String, Spanned<UpstreamSpec>>,
     #[serde(default)]
+    #[schemars(with = "Vec<RouteSpec>")]
     pub routes: Vec<Spanned<RouteSpec>>,
     /// OpenAPI 3.0/3.1 documents whose operations become routes, with
     /// their parameters and request bodies as validators.
     #[serde(default)]
+    #[schemars(with = "Vec<OpenApiImport>")]
     pub openapi: Vec<Spanned<OpenApiImport>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenApiImport {
     /// The document (YAML or JSON), relative to the policy file.
@@ -550,7 +566,7 @@ pub struct OpenApiImport {
     pub rate_limit: Option<super::monitoring::RateSpec>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PartnerStatus {
     #[default]
@@ -560,7 +576,7 @@ pub enum PartnerStatus {
 
 /// A partner allowed through the gateway. Keys of partners not declared
 /// in any policy file are refused.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerSpec {
     #[serde(default)]
@@ -579,7 +595,7 @@ pub struct PartnerSpec {
     pub limits: PartnerLimits,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerLimits {
     /// Requests of this partner in flight at once on one node; more get 429.
@@ -592,7 +608,7 @@ pub struct PartnerLimits {
 
 /// Where a request names the partner it is for. Every value given must
 /// equal the authenticated partner.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindSpec {
     /// Path parameter; defaults to `partner` when the template has `{partner}`.
@@ -609,7 +625,7 @@ pub struct BindSpec {
     pub body: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
     /// `http://host:port` or `https://host:port`; no path.
@@ -628,24 +644,28 @@ pub struct UpstreamSpec {
     pub timeouts: TimeoutSpec,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutSpec {
     /// TCP connect plus TLS handshake.
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<super::schema::HumanDuration>")]
     pub connect: Option<Duration>,
     /// Longest wait for any read from the upstream (response header or a body chunk).
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<super::schema::HumanDuration>")]
     pub read: Option<Duration>,
     /// Longest wait for any write to the upstream.
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<super::schema::HumanDuration>")]
     pub write: Option<Duration>,
     /// Whole upstream exchange, from connect to the last response byte.
     #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<super::schema::HumanDuration>")]
     pub total: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// Stable name used in metrics and logs.
@@ -653,6 +673,7 @@ pub struct RouteSpec {
     pub methods: Vec<String>,
     /// Path template, e.g. `/partners/{partner}/orders/{id}`.
     pub path: String,
+    #[schemars(with = "String")]
     pub upstream: Spanned<String>,
     #[serde(default)]
     pub timeouts: TimeoutSpec,
@@ -697,7 +718,7 @@ pub enum SchemaDraft {
 }
 
 /// A route's response fields and caching.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteResponseSpec {
     /// JSON pointers (`*` = every array element) of the only fields kept.
@@ -715,14 +736,14 @@ pub struct RouteResponseSpec {
 }
 
 /// A schema: a file under the schemas directory, or written inline.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum SchemaSource {
     File(String),
     Inline(serde_json::Value),
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum UnknownParams {
     #[default]
@@ -730,7 +751,7 @@ pub enum UnknownParams {
     Refuse,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateSpec {
     /// Schema of the JSON body.

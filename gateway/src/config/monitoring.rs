@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditOutput {
     /// One JSON line per record on stdout (logs go to stderr).
@@ -19,7 +19,7 @@ pub enum AuditOutput {
     Off,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     #[serde(default)]
@@ -77,7 +77,7 @@ fn default_audit_queue() -> usize {
     65_536
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSettings {
     /// Count requests per partner (`portcullis_partner_requests_total`).
@@ -106,17 +106,18 @@ fn default_max_partners() -> usize {
 
 /// A rate: `requests` per `per`, with bursts of up to `burst` at once
 /// (default: `requests`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
     pub requests: u32,
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub per: Duration,
     #[serde(default)]
     pub burst: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitStore {
     /// Shared through the Redis key store when there is one, else local.
@@ -126,16 +127,18 @@ pub enum LimitStore {
     Local,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     #[serde(default)]
     pub store: LimitStore,
     /// How long a shared decision may take before the node decides alone.
     #[serde(default = "default_limit_timeout", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub timeout: Duration,
     /// After Redis fails, how long the node decides alone before asking again.
     #[serde(default = "default_limit_retry", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub retry_after_failure: Duration,
 }
 
@@ -157,7 +160,7 @@ fn default_limit_retry() -> Duration {
 }
 
 /// Blocking of clients that keep failing authentication.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthFailureSettings {
     /// Failures from one client address within `window` before it is
@@ -169,8 +172,10 @@ pub struct AuthFailureSettings {
     #[serde(default = "default_failures")]
     pub per_key: u32,
     #[serde(default = "default_failure_window", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub window: Duration,
     #[serde(default = "default_block_for", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub block_for: Duration,
 }
 
@@ -197,10 +202,11 @@ fn default_block_for() -> Duration {
 
 /// Flags a partner whose request or error count in an interval jumps far
 /// above its own recent average.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalySettings {
     #[serde(default = "default_anomaly_interval", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
     pub interval: Duration,
     /// How many times the baseline counts as a jump.
     #[serde(default = "default_factor")]
@@ -244,7 +250,7 @@ fn default_warmup() -> u32 {
     6
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AbuseSettings {
     #[serde(default)]

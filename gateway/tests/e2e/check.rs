@@ -349,3 +349,129 @@ fn monitoring_and_rate_limit_mistakes_are_reported() {
     );
     assert!(err.contains("audit.path: directory of"), "{err}");
 }
+
+/// Validates YAML against one of the shipped configuration schemas.
+fn schema_accepts(which: &str, yaml: &str) -> Result<(), String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../schemas/portcullis")
+        .join(format!("{which}.json"));
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let doc: serde_json::Value = serde_saphyr::from_str(yaml).map_err(|e| e.to_string())?;
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| e.to_string()).collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+#[test]
+fn the_shipped_examples_satisfy_the_configuration_schemas() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    schema_accepts("gateway", &read("examples/portcullis.yaml")).unwrap();
+    for entry in std::fs::read_dir(root.join("policies")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        schema_accepts("policy", &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    // Editors find the schema through the modeline the examples carry.
+    assert!(read("examples/portcullis.yaml")
+        .starts_with("# yaml-language-server: $schema=../schemas/portcullis/gateway.json"));
+    assert!(read("policies/orders.yaml")
+        .starts_with("# yaml-language-server: $schema=../schemas/portcullis/policy.json"));
+}
+
+#[test]
+fn check_and_the_configuration_schemas_agree_on_broken_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    let base_gateway = std::fs::read_to_string(dir.path().join("portcullis.yaml")).unwrap();
+    let base_policy = "partners:\n  acme: {}\nupstreams:\n  orders:\n    url: http://127.0.0.1:9\n\
+                       routes:\n  - name: one\n    methods: [GET]\n    path: /one\n    upstream: orders\n";
+    let check = |gateway: &str, policy: &str| {
+        std::fs::write(dir.path().join("portcullis.yaml"), gateway).unwrap();
+        std::fs::write(dir.path().join("policies/a.yaml"), policy).unwrap();
+        let (code, _, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+        (code, err)
+    };
+    // Both accept the sound files.
+    let (code, err) = check(&base_gateway, base_policy);
+    assert_eq!(code, 0, "{err}");
+    schema_accepts("gateway", &base_gateway).unwrap();
+    schema_accepts("policy", base_policy).unwrap();
+
+    let broken_gateways = [
+        (
+            "an unknown field",
+            format!("{base_gateway}listn:\n  https: 0.0.0.0:8443\n"),
+        ),
+        (
+            "a wrong type",
+            format!("{base_gateway}http:\n  h2: maybe\n"),
+        ),
+        (
+            "an unknown store",
+            format!("{base_gateway}rate_limits:\n  store: memcached\n"),
+        ),
+        (
+            "a duration that is not one",
+            format!("{base_gateway}reload:\n  watch_interval: often\n"),
+        ),
+        (
+            "an unknown audit output",
+            format!("{base_gateway}audit:\n  output: syslog\n"),
+        ),
+        (
+            "a missing tls section",
+            base_gateway.replace(
+                "tls:\n  certificate: cert.pem\n  private_key: key.pem\n",
+                "",
+            ),
+        ),
+    ];
+    for (what, gateway) in &broken_gateways {
+        let (code, err) = check(gateway, base_policy);
+        assert_eq!(code, 1, "check accepted a gateway file with {what}");
+        assert!(
+            schema_accepts("gateway", gateway).is_err(),
+            "the schema accepted a gateway file with {what} (check said: {err})"
+        );
+    }
+    let broken_policies = [
+        (
+            "an unknown route field",
+            base_policy.replace(
+                "    upstream: orders\n",
+                "    upstream: orders\n    timeout: 5s\n",
+            ),
+        ),
+        ("methods as a string", base_policy.replace("[GET]", "GET")),
+        (
+            "an unknown partner status",
+            base_policy.replace("acme: {}", "acme: {status: paused}"),
+        ),
+        (
+            "a route without a path",
+            base_policy.replace("    path: /one\n", ""),
+        ),
+        (
+            "a negative rate",
+            base_policy.replace(
+                "acme: {}",
+                "acme: {limits: {rate: {requests: -1, per: 1m}}}",
+            ),
+        ),
+    ];
+    for (what, policy) in &broken_policies {
+        let (code, err) = check(&base_gateway, policy);
+        assert_eq!(code, 1, "check accepted a policy with {what}");
+        assert!(
+            schema_accepts("policy", policy).is_err(),
+            "the schema accepted a policy with {what} (check said: {err})"
+        );
+    }
+}
