@@ -74,6 +74,7 @@ fn keys(c: &mut Criterion) {
                 prefix: "bench:".into(),
                 timeout: Duration::from_millis(500),
                 lease: Duration::from_secs(2),
+                replicas_ack: 0,
             };
         // A node without a lease never trusts its cache: every verify is a
         // lookup in Redis.
@@ -212,6 +213,7 @@ fn monitoring(c: &mut Criterion) {
             prefix: "bench:".into(),
             timeout: Duration::from_millis(500),
             lease: Duration::from_secs(2),
+            replicas_ack: 0,
         };
         let shared = RateLimiter::new(
             Some(Arc::new(RedisStore::new(&settings))),

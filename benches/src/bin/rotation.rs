@@ -24,6 +24,7 @@ fn settings(url: &str) -> RedisSettings {
         prefix: "rot:".into(),
         timeout: Duration::from_millis(500),
         lease: Duration::from_secs(2),
+        replicas_ack: 0,
     }
 }
 

@@ -204,7 +204,10 @@ pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
     let Some(mut settings) = parse_yaml::<GatewayFile>(config_path, &mut errors) else {
         return Err(errors);
     };
-    let base = config_path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    // Absolute, so file URLs made from these paths (schema `$ref`s) are
+    // well-formed whatever the working directory.
+    let parent = config_path.parent().unwrap_or(Path::new("."));
+    let base = std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf());
     settings.tls.certificate = resolve_path(&base, &settings.tls.certificate);
     settings.tls.private_key = resolve_path(&base, &settings.tls.private_key);
     settings.keys.path = resolve_path(&base, &settings.keys.path);

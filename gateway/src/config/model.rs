@@ -345,6 +345,11 @@ pub struct RedisSettings {
     #[serde(default = "default_lease", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub lease: Duration,
+    /// Replicas that must confirm each key change (Redis `WAIT`) before
+    /// the call returns, so a failover cannot bring back a revoked key;
+    /// a shortfall is logged and counted. 0 = do not wait.
+    #[serde(default)]
+    pub replicas_ack: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]

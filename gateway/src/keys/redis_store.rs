@@ -118,9 +118,15 @@ struct Scripts {
 pub struct RedisStore {
     settings: RedisSettings,
     /// Made on first use, inside the runtime that serves requests (a
-    /// connection manager lives in the runtime that created it).
-    client: tokio::sync::OnceCell<Client>,
-    manager: tokio::sync::OnceCell<ConnectionManager>,
+    /// connection manager lives in the runtime that created it). Under
+    /// Sentinel both are forgotten when the lease keeper cannot reach the
+    /// master, so the next use asks Sentinel again (after a failover the
+    /// old address is a dead or read-only server).
+    client: tokio::sync::Mutex<Option<Client>>,
+    manager: tokio::sync::Mutex<Option<ConnectionManager>>,
+    /// When the master was last forgotten, so an outage does not turn
+    /// into a storm of Sentinel queries.
+    last_forgotten: std::sync::Mutex<Option<std::time::Instant>>,
     /// The lease keeper's own connection, kept across renewals and dropped
     /// on any error so the next renewal reconnects.
     lease_conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -243,8 +249,9 @@ impl RedisStore {
     pub fn new(settings: &RedisSettings) -> RedisStore {
         RedisStore {
             settings: settings.clone(),
-            client: tokio::sync::OnceCell::new(),
-            manager: tokio::sync::OnceCell::new(),
+            client: tokio::sync::Mutex::new(None),
+            manager: tokio::sync::Mutex::new(None),
+            last_forgotten: std::sync::Mutex::new(None),
             lease_conn: tokio::sync::Mutex::new(None),
             prefix: settings.prefix.clone(),
             scripts: Scripts {
@@ -262,37 +269,89 @@ impl RedisStore {
     }
 
     pub async fn client(&self) -> Result<Client, StoreError> {
-        self.client
-            .get_or_try_init(|| async {
-                client(&self.settings)
-                    .await
-                    .map_err(StoreError::Unavailable)
-            })
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let made = client(&self.settings)
             .await
-            .cloned()
+            .map_err(StoreError::Unavailable)?;
+        *slot = Some(made.clone());
+        Ok(made)
+    }
+
+    /// Under Sentinel: drops the master's client and connections so the
+    /// next use asks Sentinel where the master is now. At most every
+    /// quarter lease.
+    async fn forget_master(&self) {
+        if self.settings.sentinel.is_none() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        if let Ok(mut last) = self.last_forgotten.lock() {
+            if last.is_some_and(|t| now.duration_since(t) < self.lease / 4) {
+                return;
+            }
+            *last = Some(now);
+        }
+        *self.client.lock().await = None;
+        *self.manager.lock().await = None;
+        tracing::info!(target: "portcullis::keys", "asking Sentinel for the current Redis master");
     }
 
     /// The request path's connection manager, made by (and driven in) the
     /// runtime of the first request that needs it.
     pub(crate) async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let mut slot = self.manager.lock().await;
+        if let Some(manager) = slot.as_ref() {
+            return Ok(manager.clone());
+        }
         let client = self.client().await?;
-        self.manager
-            .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout * 4))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                tokio::time::timeout(
-                    self.timeout * 8,
-                    client.get_connection_manager_with_config(config),
-                )
-                .await
-                .map_err(|_| unavailable("no answer from Redis"))?
-                .map_err(unavailable)
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout * 4))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = tokio::time::timeout(
+            self.timeout * 8,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| unavailable("no answer from Redis"))?
+        .map_err(unavailable)?;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Waits until `replicas_ack` replicas hold every write made so far on
+    /// `conn`. A shortfall is logged, not returned: the change is made and
+    /// its caller (a rotation, say) must still get its answer.
+    async fn replicate(&self, conn: &mut ConnectionManager) {
+        let wanted = self.settings.replicas_ack;
+        if wanted == 0 {
+            return;
+        }
+        // Within one reply's timeout, or the connection gives up on it.
+        let wait_ms = (self.timeout / 2).as_millis().max(1) as u64;
+        let acked: Result<i64, _> = self
+            .bounded(async {
+                redis::cmd("WAIT")
+                    .arg(wanted)
+                    .arg(wait_ms)
+                    .query_async(conn)
+                    .await
+                    .map_err(unavailable)
             })
-            .await
-            .cloned()
+            .await;
+        match acked {
+            Ok(n) if n >= i64::from(wanted) => {}
+            other => tracing::warn!(
+                target: "portcullis::keys",
+                wanted,
+                acked = ?other.ok(),
+                "a key change is not yet on enough replicas; a failover now could undo it"
+            ),
+        }
     }
 
     /// How long a node may trust its cache without hearing from Redis.
@@ -318,6 +377,20 @@ impl RedisStore {
             .map_err(|_| StoreError::Unavailable("Redis did not answer in time".into()))?
     }
 
+    async fn lease_connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        let client = self.client().await?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout * 2))
+            .set_response_timeout(Some(self.timeout));
+        self.bounded(async {
+            client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
     /// Runs one lease command on the lease keeper's own connection. Its
     /// success or failure is a direct reading of Redis's health, apart from
     /// the request path's connection manager.
@@ -327,19 +400,14 @@ impl RedisStore {
     ) -> Result<T, StoreError> {
         let mut slot = self.lease_conn.lock().await;
         if slot.is_none() {
-            let client = self.client().await?;
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.timeout * 2))
-                .set_response_timeout(Some(self.timeout));
-            let conn = self
-                .bounded(async {
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await
-                        .map_err(unavailable)
-                })
-                .await?;
-            *slot = Some(conn);
+            match self.lease_connection().await {
+                Ok(conn) => *slot = Some(conn),
+                Err(e) => {
+                    drop(slot);
+                    self.forget_master().await;
+                    return Err(e);
+                }
+            }
         }
         let Some(conn) = slot.as_mut() else {
             return Err(unavailable("no lease connection"));
@@ -347,6 +415,8 @@ impl RedisStore {
         let result = self.bounded(run(conn)).await;
         if result.is_err() {
             *slot = None;
+            drop(slot);
+            self.forget_master().await;
         }
         result
     }
@@ -437,6 +507,7 @@ impl RedisStore {
                     .map_err(script_error)
             })
             .await?;
+        self.replicate(&mut conn).await;
         let record =
             record_from(&old, &fields).ok_or_else(|| unavailable("stored record is incomplete"))?;
         Ok((record, epoch))
@@ -484,19 +555,22 @@ impl KeyStore for RedisStore {
 
     async fn set_suspended(&self, partner: &str, suspended: bool) -> Result<u64, StoreError> {
         let mut conn = self.conn().await?;
-        self.bounded(async {
-            self.scripts
-                .suspend
-                .key(self.name("suspended"))
-                .key(self.name("epoch"))
-                .arg(partner)
-                .arg(if suspended { "1" } else { "0" })
-                .arg(self.channel())
-                .invoke_async::<u64>(&mut conn)
-                .await
-                .map_err(unavailable)
-        })
-        .await
+        let epoch = self
+            .bounded(async {
+                self.scripts
+                    .suspend
+                    .key(self.name("suspended"))
+                    .key(self.name("epoch"))
+                    .arg(partner)
+                    .arg(if suspended { "1" } else { "0" })
+                    .arg(self.channel())
+                    .invoke_async::<u64>(&mut conn)
+                    .await
+                    .map_err(unavailable)
+            })
+            .await?;
+        self.replicate(&mut conn).await;
+        Ok(epoch)
     }
 
     async fn suspended_partners(&self) -> Result<Vec<String>, StoreError> {
@@ -532,7 +606,9 @@ impl KeyStore for RedisStore {
                 .map(|_| ())
                 .map_err(script_error)
         })
-        .await
+        .await?;
+        self.replicate(&mut conn).await;
+        Ok(())
     }
 
     async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError> {

@@ -7,6 +7,7 @@ mod assertion;
 mod auth;
 mod bindings;
 mod check;
+mod cluster;
 mod common;
 mod demo;
 mod isolation;

@@ -20,6 +20,7 @@ fn settings(url: Option<String>, sentinel: Option<SentinelSettings>) -> RedisSet
         prefix: format!("t{}:", rand::random::<u32>()),
         timeout: Duration::from_millis(500),
         lease: Duration::from_secs(1),
+        replicas_ack: 0,
     }
 }
 
