@@ -104,6 +104,27 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// What to look at when a node misbehaves: its log (without access
+    /// lines) and what the Sentinels say.
+    fn diagnosis(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join(format!("node{n}.log")))
+            .unwrap_or_default();
+        let tail: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("portcullis::access"))
+            .collect();
+        let sentinel =
+            std::fs::read_to_string(self.dir.path().join("sentinel1.log")).unwrap_or_default();
+        let sentinel_tail: Vec<&str> = sentinel.lines().rev().take(15).collect();
+        format!(
+            "node log:\n{}\nsentinel1 log (newest first):\n{}",
+            tail[tail.len().saturating_sub(25)..].join("\n"),
+            sentinel_tail.join("\n")
+        )
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = std::process::Command::new("bash")
@@ -204,15 +225,21 @@ async fn a_three_node_cluster_shares_keys_and_survives_a_redis_failover() {
 
     // Every node serves again by itself, through the promoted replica.
     for n in 1..=3 {
-        eventually(
-            &format!("node {n} to serve after the failover"),
-            Duration::from_secs(30),
-            || async {
-                (cluster.status(n, &key).await == 200 && killed.elapsed() > Duration::from_secs(3))
-                    .then_some(())
-            },
-        )
-        .await;
+        let mut last = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            last = cluster.status(n, &key).await;
+            if last == 200 && killed.elapsed() > Duration::from_secs(3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            last,
+            200,
+            "node {n} did not recover:\n{}",
+            cluster.diagnosis(n)
+        );
     }
     stop.store(true, Ordering::SeqCst);
     for (n, hammer) in hammers.into_iter().enumerate() {
