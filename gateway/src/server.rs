@@ -91,6 +91,16 @@ pub struct Keys {
 /// Opens the configured key store with the pepper and the cache. The
 /// embedded store is opened as its owner.
 pub fn open_keys(settings: &KeysSettings, stats: Option<KeyStats>) -> Result<Keys, String> {
+    open_keys_for(settings, stats, false)
+}
+
+/// As `open_keys`; `upgrade` lets an embedded store owned by the process
+/// being upgraded be taken over once that process lets go.
+pub fn open_keys_for(
+    settings: &KeysSettings,
+    stats: Option<KeyStats>,
+    upgrade: bool,
+) -> Result<Keys, String> {
     let pepper = Pepper::load(settings.pepper_file.as_deref())?;
     let tune = |verifier: Verifier| {
         let verifier = verifier.with_miss_limit(MissLimit {
@@ -126,20 +136,32 @@ pub fn open_keys(settings: &KeysSettings, stats: Option<KeyStats>) -> Result<Key
         }
         (StoreKind::Redis, None) => Err("keys.redis is required when keys.store is redis".into()),
         (StoreKind::Embedded, _) => {
-            let store = EmbeddedStore::open_owned(&settings.path)?.ok_or_else(|| {
-                format!(
-                    "key store {} is owned by another running gateway",
-                    settings.path.display()
-                )
-            })?;
-            let verifier = tune(Verifier::new(
+            let (store, handover) = match EmbeddedStore::open_owned(&settings.path)? {
+                Some(store) => (Arc::new(store), false),
+                None if upgrade => (Arc::new(EmbeddedStore::open(&settings.path)?), true),
+                None => {
+                    return Err(format!(
+                        "key store {} is owned by another running gateway",
+                        settings.path.display()
+                    ))
+                }
+            };
+            let verifier = Arc::new(tune(Verifier::new(
                 pepper,
-                Arc::new(store),
+                store.clone(),
                 settings.cache_entries,
                 settings.negative_ttl,
-            ));
+            )));
+            if handover {
+                let cache = Arc::downgrade(&verifier);
+                store.take_over(move || {
+                    if let Some(v) = cache.upgrade() {
+                        v.flush();
+                    }
+                })?;
+            }
             Ok(Keys {
-                service: Arc::new(KeyService::new(Arc::new(verifier))),
+                service: Arc::new(KeyService::new(verifier)),
                 agent: None,
                 redis: None,
             })
@@ -200,7 +222,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         service: keys,
         agent,
         redis,
-    } = open_keys(&settings.keys, Some(metrics.keys.clone()))?;
+    } = open_keys_for(&settings.keys, Some(metrics.keys.clone()), upgrade)?;
     let monitor = Monitor::start(&settings, &metrics, redis)?;
     let live = Arc::new(Live::new(config_path, loaded, cert, metrics.clone()));
 

@@ -20,6 +20,10 @@ pub enum Output {
 
 pub struct RotatingFile {
     path: PathBuf,
+    /// `<path>.writer`, locked by the one process writing the trail: during
+    /// an in-place upgrade the new process waits for the old one to exit
+    /// (queueing its records), so the trail stays one chain.
+    writer_lock: File,
     file: std::io::BufWriter<File>,
     size: u64,
     max_bytes: u64,
@@ -57,8 +61,16 @@ impl Output {
             .open(path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut lock_path = path.as_os_str().to_owned();
+        lock_path.push(".writer");
+        let writer_lock = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", PathBuf::from(&lock_path).display()))?;
         Ok(Output::File(RotatingFile {
             path: path.to_path_buf(),
+            writer_lock,
             file: std::io::BufWriter::with_capacity(64 * 1024, file),
             size,
             max_bytes,
@@ -82,6 +94,32 @@ impl Output {
 }
 
 impl RotatingFile {
+    /// Waits to be the only writer, then reopens the file (the previous
+    /// writer may have rotated it) and continues the chain from its last line.
+    fn claim(&mut self, chain: &mut Chain) -> Result<(), String> {
+        if let Err(std::fs::TryLockError::WouldBlock) = self.writer_lock.try_lock() {
+            tracing::info!(
+                target: "portcullis::audit",
+                path = %self.path.display(),
+                "another process is writing the audit trail; records queue until it exits"
+            );
+            self.writer_lock
+                .lock()
+                .map_err(|e| format!("cannot lock the audit trail: {e}"))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(|e| format!("cannot open {}: {e}", self.path.display()))?;
+        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = std::io::BufWriter::with_capacity(64 * 1024, file);
+        if let Some(last) = last_line(&self.path)? {
+            chain.resume_after(&last);
+        }
+        Ok(())
+    }
+
     fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
         if self.size > 0 && self.size + line.len() as u64 > self.max_bytes {
             self.rotate()?;
@@ -156,6 +194,12 @@ pub(super) fn spawn(
     std::thread::Builder::new()
         .name("audit-writer".into())
         .spawn(move || {
+            if let Output::File(f) = &mut output {
+                if let Err(e) = f.claim(&mut chain) {
+                    tracing::error!(target: "portcullis::audit", error = %e, "audit trail unavailable");
+                    return;
+                }
+            }
             let mut failing = false;
             let mut write = |entry: &Entry, output: &mut Output, chain: &mut Chain| {
                 let Ok(json) = serde_json::to_vec(entry) else {

@@ -60,7 +60,7 @@ pub struct EmbeddedStore {
     /// Held for the life of the owning process (the running gateway): the
     /// CLI sees it taken and goes through the admin API instead, so the
     /// gateway's cache can never be bypassed.
-    _owner: Option<File>,
+    owner: Mutex<Option<File>>,
     index: ArcSwap<Index>,
     /// Serialises writers within this process; `File::lock` on the lock
     /// file serialises them across processes (the CLI and the gateway).
@@ -124,7 +124,7 @@ impl EmbeddedStore {
         let index = Index::new(read_file(path)?)?;
         Ok(EmbeddedStore {
             path: path.to_path_buf(),
-            _owner: None,
+            owner: Mutex::new(None),
             index: ArcSwap::from_pointee(index),
             write: Mutex::new(()),
             epoch: AtomicU64::new(1),
@@ -149,9 +149,79 @@ impl EmbeddedStore {
                 return Err(format!("cannot lock {}: {e}", owner_path.display()))
             }
         }
-        let mut store = EmbeddedStore::open(path)?;
-        store._owner = Some(owner);
+        let store = EmbeddedStore::open(path)?;
+        if let Ok(mut slot) = store.owner.lock() {
+            *slot = Some(owner);
+        }
         Ok(Some(store))
+    }
+
+    /// For a process taking over from a running gateway (`run --upgrade`):
+    /// serves from the file while the old process drains, re-reading it
+    /// when it changes (the old process may still rotate a key), and takes
+    /// ownership as soon as the old process lets go. `on_change` runs after
+    /// every re-read, to empty caches built on the old contents.
+    pub fn take_over(
+        self: &Arc<Self>,
+        on_change: impl Fn() + Send + 'static,
+    ) -> Result<(), String> {
+        let store = Arc::downgrade(self);
+        let path = self.path.clone();
+        std::thread::Builder::new()
+            .name("key-store-takeover".into())
+            .spawn(move || {
+                let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+                let mut seen = modified(&path);
+                loop {
+                    let Some(store) = store.upgrade() else {
+                        return;
+                    };
+                    let owned = match EmbeddedStore::try_own(&path) {
+                        Ok(Some(file)) => {
+                            if let Ok(mut slot) = store.owner.lock() {
+                                *slot = Some(file);
+                            }
+                            true
+                        }
+                        _ => false,
+                    };
+                    let now = modified(&path);
+                    if owned || now != seen {
+                        seen = now;
+                        match store.refresh() {
+                            Ok(()) => on_change(),
+                            Err(e) => tracing::error!(target: "portcullis::keys", error = %e, "cannot re-read the key store"),
+                        }
+                    }
+                    if owned {
+                        tracing::info!(target: "portcullis::keys", path = %path.display(), "took over the key store from the previous process");
+                        return;
+                    }
+                    drop(store);
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            })
+            .map(drop)
+            .map_err(|e| format!("cannot start the key-store takeover: {e}"))
+    }
+
+    /// The owner lock, if no other process holds it.
+    fn try_own(path: &Path) -> Result<Option<File>, String> {
+        let owner_path = path.with_extension("owner");
+        let owner = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&owner_path)
+            .map_err(|e| format!("cannot open {}: {e}", owner_path.display()))?;
+        match owner.try_lock() {
+            Ok(()) => Ok(Some(owner)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(format!("cannot lock {}: {e}", owner_path.display()))
+            }
+        }
     }
 
     /// Read-modify-write under both locks, starting from the file (another

@@ -19,4 +19,5 @@ mod reload;
 mod routing;
 mod suspension;
 mod transport;
+mod upgrade;
 mod validation;
