@@ -19,6 +19,9 @@ impl Ca {
     pub fn new(common_name: &str) -> Result<Ca, rcgen::Error> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(3650);
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
@@ -40,6 +43,10 @@ impl Ca {
             .push(DnType::CommonName, "portcullis");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // Short-lived, as browsers and scanners expect of a server certificate.
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::hours(1);
+        params.not_after = now + time::Duration::days(90);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok(Leaf {

@@ -53,7 +53,10 @@ fn ensure_secrets(dir: &Path) -> Result<(), String> {
     let ca_path = dir.join("ca.pem");
     let cert_path = dir.join("gateway.pem");
     let key_path = dir.join("gateway.key");
-    if !(ca_path.exists() && cert_path.exists() && key_path.exists()) {
+    // A missing, expired or unreadable certificate is made afresh (with a
+    // new CA: the demo keeps no CA key).
+    let usable = ca_path.exists() && crate::tls::load_cert(&cert_path, &key_path).is_ok();
+    if !usable {
         let ca =
             Ca::new("Portcullis demo CA").map_err(|e| format!("cannot create demo CA: {e}"))?;
         let leaf = ca
