@@ -40,7 +40,7 @@ pub const AMBIGUOUS_PATH: Reject = Reject::new(
 pub const AMBIGUOUS_FRAMING: Reject = Reject::new(
     400,
     "ambiguous_framing",
-    "The request has conflicting Content-Length / Transfer-Encoding headers",
+    "The request's framing is ambiguous: conflicting Content-Length / Transfer-Encoding, or a line not ending in CRLF",
 );
 pub const BAD_REQUEST: Reject = Reject::new(400, "bad_request", "The request is malformed");
 pub const HEADERS_TOO_LARGE: Reject = Reject::new(

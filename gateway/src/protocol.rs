@@ -14,9 +14,23 @@ pub struct Limits {
 /// quietly drops `Content-Length` when `Transfer-Encoding` is present and
 /// merges identical duplicates; we refuse both, because an upstream or an
 /// intermediary may resolve them the other way.
+pub const UPGRADE_REFUSED: Reject = Reject::new(
+    400,
+    "upgrade_refused",
+    "Protocol upgrades (WebSocket, h2c) are not supported",
+);
+
 pub fn check_h1_framing(raw_header: &[u8]) -> Result<(), Reject> {
     let mut content_lengths = 0usize;
     let mut transfer_encodings = 0usize;
+    // Every line ends in CRLF. A bare LF is a line end to some parsers and
+    // part of a value to others: exactly the disagreement smuggling needs.
+    let mut lines = raw_header.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if lines.peek().is_some() && !line.ends_with(b"\r") {
+            return Err(problem::AMBIGUOUS_FRAMING);
+        }
+    }
     // The first line is the request line; header lines follow until the
     // blank line. httparse has already refused obs-fold and bad tokens.
     for line in raw_header.split(|&b| b == b'\n').skip(1) {
@@ -34,6 +48,9 @@ pub fn check_h1_framing(raw_header: &[u8]) -> Result<(), Reject> {
             content_lengths += 1 + value.iter().filter(|&&b| b == b',').count();
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             transfer_encodings += 1;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            // A switched protocol would be a tunnel past every later check.
+            return Err(UPGRADE_REFUSED);
         }
     }
     if content_lengths > 1 || (content_lengths > 0 && transfer_encodings > 0) {
@@ -73,6 +90,20 @@ mod tests {
         assert!(check_h1_framing(&raw("Content-Length: 5\r\n")).is_ok());
         assert!(check_h1_framing(&raw("Transfer-Encoding: chunked\r\n")).is_ok());
         assert!(check_h1_framing(&raw("")).is_ok());
+    }
+
+    #[test]
+    fn bare_line_feeds_and_upgrades_are_refused() {
+        let bare = b"GET / HTTP/1.1\r\nHost: a\r\nX-Note: a\nX-Partner-Id: b\r\n\r\n";
+        assert_eq!(check_h1_framing(bare), Err(problem::AMBIGUOUS_FRAMING));
+        let bare_request_line = b"GET / HTTP/1.1\nHost: a\r\n\r\n";
+        assert_eq!(
+            check_h1_framing(bare_request_line),
+            Err(problem::AMBIGUOUS_FRAMING)
+        );
+        for upgrade in ["Upgrade: h2c", "upgrade: websocket"] {
+            assert_eq!(check_h1_framing(&raw(upgrade)), Err(UPGRADE_REFUSED));
+        }
     }
 
     #[test]
