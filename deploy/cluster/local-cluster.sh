@@ -163,10 +163,21 @@ done
 redis-cli -p "$replica" info replication | grep -q "master_link_status:up" \
     || { echo "the replica did not sync" >&2; false; }
 
-# Sentinel must know the master before the gateways ask it.
-for _ in $(seq 100); do
-    redis-cli -p "${sentinels[0]}" sentinel get-master-addr-by-name portcullis 2>/dev/null | grep -q "$master" && break
-    sleep 0.1
+# Every Sentinel must know the master, the replica and the two other
+# Sentinels (they find each other through the master every 2 s): a master
+# lost before that can never be failed over, as no quorum can form.
+sentinel_ready() {
+    local info
+    info=$(redis-cli -p "$1" sentinel master portcullis 2>/dev/null | tr -d '\r') || return 1
+    grep -A1 -x "num-other-sentinels" <<< "$info" | tail -n1 | grep -qx 2 &&
+        grep -A1 -x "num-slaves" <<< "$info" | tail -n1 | grep -qx 1
+}
+for port in "${sentinels[@]}"; do
+    for _ in $(seq 200); do
+        sentinel_ready "$port" && break
+        sleep 0.1
+    done
+    sentinel_ready "$port" || { echo "Sentinel on port $port never saw the whole group" >&2; false; }
 done
 
 for i in 0 1 2; do
