@@ -10,6 +10,7 @@ mod check;
 mod cluster;
 mod common;
 mod demo;
+mod faults;
 mod hostile;
 mod isolation;
 mod minimise;
