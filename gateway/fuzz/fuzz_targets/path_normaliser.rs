@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(canonical) = portcullis::path::normalise(raw) {
         assert!(canonical.starts_with('/'), "{canonical:?}");
-        assert!(!canonical.split('/').any(|s| s == ".." || s == "."), "{canonical:?}");
+        assert!(
+            !canonical.split('/').any(|s| s == ".." || s == "."),
+            "{canonical:?}"
+        );
         assert_eq!(
             portcullis::path::normalise(&canonical).as_deref(),
             Ok(canonical.as_str()),
