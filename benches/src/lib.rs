@@ -1,6 +1,8 @@
 //! Shared helpers for the benchmarks: a real `redis-server` on a loopback
 //! port, and percentiles.
 
+pub mod gateway;
+
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
