@@ -926,6 +926,8 @@ impl ProxyHttp for Gateway {
         );
         ctx.plan = Some(plan.clone());
         session.set_keepalive(Some(plan.keepalive_secs));
+        session.set_write_timeout(Some(plan.client_io_timeout));
+        session.set_read_timeout(Some(plan.client_io_timeout));
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())

@@ -203,6 +203,12 @@ pub struct HttpSettings {
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub body_timeout: Duration,
+    /// A client that takes longer than this to accept response bytes (or
+    /// to send the next piece of a streamed body) is cut off, so slow
+    /// readers cannot hold connections and upstream sockets forever.
+    #[serde(default = "default_write_timeout", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
+    pub client_io_timeout: Duration,
     /// Idle time allowed between requests on a kept-alive connection.
     #[serde(default = "default_keepalive", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
@@ -225,6 +231,9 @@ fn default_header_timeout() -> Duration {
 fn default_body_timeout() -> Duration {
     Duration::from_secs(30)
 }
+fn default_write_timeout() -> Duration {
+    Duration::from_secs(30)
+}
 fn default_keepalive() -> Duration {
     Duration::from_secs(60)
 }
@@ -243,6 +252,7 @@ impl Default for HttpSettings {
         HttpSettings {
             header_timeout: default_header_timeout(),
             body_timeout: default_body_timeout(),
+            client_io_timeout: default_write_timeout(),
             keepalive_timeout: default_keepalive(),
             max_header_bytes: default_max_header_bytes(),
             max_uri_bytes: default_max_uri_bytes(),

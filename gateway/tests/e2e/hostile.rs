@@ -202,3 +202,33 @@ async fn http2_rapid_resets_and_header_floods_leave_the_gateway_serving() {
     );
     still_serves(&gw).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let up = Upstream::start().await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.http = "  client_io_timeout: 1s\n".into();
+    cfg.policies = vec![(
+        "orders.yaml".into(),
+        orders_policy(
+            &up.url(),
+            "  - name: big\n    methods: [GET]\n    path: /big\n    upstream: orders\n    max_response_bytes: 33554432\n",
+        ),
+    )];
+    let gw = Gateway::start(cfg).await;
+    // 16 MiB asked for, and not one byte read: far more than socket buffers hold.
+    let mut s = gw.raw_tls().await;
+    s.write_all(&gw.authed(b"GET /big?bytes=16777216 HTTP/1.1\r\nHost: gateway.test\r\n\r\n"))
+        .await
+        .unwrap();
+    s.flush().await.unwrap();
+    // The gateway gives up on the stalled write and says so in its access log.
+    let line = gw.wait_for_log("route=\"big\"").await;
+    assert!(
+        line.contains("WriteTimedout") || line.contains("WriteError"),
+        "{line}"
+    );
+    still_serves(&gw).await;
+    drop(s);
+}
