@@ -139,3 +139,105 @@ async fn policy_reloads_under_traffic_fail_no_request() {
         10.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_replacements_under_traffic_fail_no_request() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    // No pooling: every request is a new TLS handshake, so the swaps are met
+    // by handshakes in flight.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let client = reqwest::Client::builder()
+                .use_rustls_tls()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(
+                    reqwest::Certificate::from_pem(gw.pki.ca_pem.as_bytes()).unwrap(),
+                )
+                .resolve(HOST, gw.https)
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap();
+            let (url, key, stop) = (
+                gw.url("/partners/acme/orders"),
+                gw.key("acme").to_string(),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let status = client.get(&url).header("x-api-key", &key).send().await;
+                    seen.push(
+                        status
+                            .map(|r| r.status().as_u16())
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+                seen
+            })
+        })
+        .collect();
+    for _ in 0..3 {
+        let before = gw
+            .metric("portcullis_tls_certificate_reloads_total{result=\"ok\"}")
+            .await;
+        gw.pki.write_leaf(&gw.path("cert.pem"), &gw.path("key.pem"));
+        gw.signal("HUP");
+        eventually("the new certificate", Duration::from_secs(15), || async {
+            (gw.metric("portcullis_tls_certificate_reloads_total{result=\"ok\"}")
+                .await
+                > before)
+                .then_some(())
+        })
+        .await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for w in workers {
+        let seen = w.await.unwrap();
+        total += seen.len();
+        let bad: Vec<_> = seen.iter().filter(|s| !matches!(s, Ok(200))).collect();
+        assert!(
+            bad.is_empty(),
+            "requests failed during certificate swaps: {bad:?}"
+        );
+    }
+    assert!(total > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_never_yields_a_wrong_answer_and_service_comes_back() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = format!(
+        "  store: redis\n  redis:\n    url: {}\n    lease: 3s\n    timeout: 200ms\n",
+        redis.url()
+    );
+    let gw = Gateway::start(cfg).await;
+    let acme = gw.client();
+    let url = gw.url("/partners/acme/orders");
+    assert_eq!(acme.get(&url).send().await.unwrap().status(), 200);
+
+    redis.signal("STOP");
+    // A key this node verified is served from its cache for the lease; a key
+    // it never saw cannot be checked and gets 503 (never 200, never 401),
+    // promptly rather than hanging.
+    assert_eq!(acme.get(&url).send().await.unwrap().status(), 200);
+    let globex = gw.client_with_key(Some(gw.key("globex")));
+    let other = gw.url("/partners/globex/orders");
+    let resp = globex.get(&other).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "key_store_unavailable");
+
+    redis.signal("CONT");
+    eventually(
+        "the unseen key to be checked again",
+        Duration::from_secs(15),
+        || async { (globex.get(&other).send().await.ok()?.status() == 200).then_some(()) },
+    )
+    .await;
+    assert_eq!(acme.get(&url).send().await.unwrap().status(), 200);
+}
