@@ -27,6 +27,22 @@ fn ready<F: Future>(f: F) -> F::Output {
     }
 }
 
+/// A local `redis-server` as the benchmarks' store: no lease held, so
+/// every lookup goes to Redis.
+fn redis_settings(url: &str) -> portcullis::config::model::RedisSettings {
+    portcullis::config::model::RedisSettings {
+        url: Some(url.to_string()),
+        sentinel: None,
+        username: None,
+        password_file: None,
+        ca: None,
+        prefix: "bench:".into(),
+        timeout: Duration::from_millis(500),
+        lease: Duration::from_secs(2),
+        replicas_ack: 0,
+    }
+}
+
 fn keys(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("keys.json")).unwrap();
@@ -64,18 +80,7 @@ fn keys(c: &mut Criterion) {
     });
 
     if let Ok(redis) = portcullis_benches::Redis::start() {
-        let settings: portcullis::config::model::RedisSettings =
-            portcullis::config::model::RedisSettings {
-                url: Some(redis.url.clone()),
-                sentinel: None,
-                username: None,
-                password_file: None,
-                ca: None,
-                prefix: "bench:".into(),
-                timeout: Duration::from_millis(500),
-                lease: Duration::from_secs(2),
-                replicas_ack: 0,
-            };
+        let settings = redis_settings(&redis.url);
         // A node without a lease never trusts its cache: every verify is a
         // lookup in Redis.
         let store = Arc::new(RedisStore::new(&settings));
@@ -204,17 +209,7 @@ fn monitoring(c: &mut Criterion) {
         b.iter(|| ready(limiter.check("list-orders", &checks)).map(|l| l.allowed))
     });
     if let Ok(redis) = portcullis_benches::Redis::start() {
-        let settings = portcullis::config::model::RedisSettings {
-            url: Some(redis.url.clone()),
-            sentinel: None,
-            username: None,
-            password_file: None,
-            ca: None,
-            prefix: "bench:".into(),
-            timeout: Duration::from_millis(500),
-            lease: Duration::from_secs(2),
-            replicas_ack: 0,
-        };
+        let settings = redis_settings(&redis.url);
         let shared = RateLimiter::new(
             Some(Arc::new(RedisStore::new(&settings))),
             Duration::from_millis(500),

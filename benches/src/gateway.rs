@@ -172,8 +172,18 @@ impl Started {
         ca: &portcullis::certgen::Ca,
         pool: usize,
     ) -> Result<reqwest::Client, String> {
+        self.client_with_key(ca, pool, &self.key)
+    }
+
+    /// An HTTP/1.1 client of this gateway presenting `key`.
+    pub fn client_with_key(
+        &self,
+        ca: &portcullis::certgen::Ca,
+        pool: usize,
+        key: &str,
+    ) -> Result<reqwest::Client, String> {
         let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("x-api-key", self.key.parse().map_err(|_| "key header")?);
+        headers.insert("x-api-key", key.parse().map_err(|_| "key header")?);
         headers.insert(
             "content-type",
             reqwest::header::HeaderValue::from_static("application/json"),

@@ -132,23 +132,7 @@ async fn main() -> Result<(), String> {
     )
     .await?;
     let client = gw.client(&ca, concurrency)?;
-    let bad_key = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).map_err(|e| e.to_string())?,
-        )
-        .resolve("localhost", gw.https)
-        .default_headers({
-            let mut h = reqwest::header::HeaderMap::new();
-            h.insert(
-                "x-api-key",
-                reqwest::header::HeaderValue::from_static("ptc_live_not_a_key"),
-            );
-            h
-        })
-        .build()
-        .map_err(|e| e.to_string())?;
+    let bad_key = gw.client_with_key(&ca, concurrency, "ptc_live_not_a_key")?;
     let body = body();
     wait_ready(&client, &gw.base, &body).await?;
     let pid = gw.process.0.id();

@@ -923,3 +923,19 @@ pub fn run_cli(args: &[&str], cwd: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
+
+/// Asserts that an ordinary request still gets its 200: whatever the test
+/// just threw at the gateway, other clients are served.
+pub async fn still_serves(gw: &Gateway) {
+    let resp = gw
+        .client()
+        .get(gw.url("/partners/acme/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the gateway keeps serving other clients"
+    );
+}

@@ -5,20 +5,6 @@
 
 use crate::common::*;
 
-async fn still_serves(gw: &Gateway) {
-    let resp = gw
-        .client()
-        .get(gw.url("/partners/acme/orders"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        200,
-        "the gateway keeps serving other clients"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn obfuscated_framing_and_stray_control_characters_are_refused() {
     let up = Upstream::start().await;

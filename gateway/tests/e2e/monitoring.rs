@@ -344,6 +344,11 @@ async fn a_key_that_keeps_failing_is_blocked_for_everyone_who_presents_it() {
     assert_eq!(resp.status(), 429);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "key_blocked");
+    assert!(
+        up.recorder.is_empty(),
+        "upstream saw {:?}",
+        up.recorder.requests()
+    );
     // The address is not blocked (per_client: 0): the partner's real key works.
     let resp = gw
         .client()

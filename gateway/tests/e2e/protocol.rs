@@ -12,20 +12,6 @@ fn config(up: &Upstream) -> GatewayConfig {
     cfg
 }
 
-async fn still_serves(gw: &Gateway) {
-    let resp = gw
-        .client()
-        .get(gw.url("/partners/acme/orders"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        200,
-        "the gateway keeps serving other clients"
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_content_length_and_transfer_encoding_are_refused() {
     let up = Upstream::start().await;
