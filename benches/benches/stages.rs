@@ -27,22 +27,6 @@ fn ready<F: Future>(f: F) -> F::Output {
     }
 }
 
-/// A local `redis-server` as the benchmarks' store: no lease held, so
-/// every lookup goes to Redis.
-fn redis_settings(url: &str) -> portcullis::config::model::RedisSettings {
-    portcullis::config::model::RedisSettings {
-        url: Some(url.to_string()),
-        sentinel: None,
-        username: None,
-        password_file: None,
-        ca: None,
-        prefix: "bench:".into(),
-        timeout: Duration::from_millis(500),
-        lease: Duration::from_secs(2),
-        replicas_ack: 0,
-    }
-}
-
 fn keys(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = EmbeddedStore::open(&dir.path().join("keys.json")).unwrap();
@@ -80,7 +64,8 @@ fn keys(c: &mut Criterion) {
     });
 
     if let Ok(redis) = portcullis_benches::Redis::start() {
-        let settings = redis_settings(&redis.url);
+        let settings =
+            portcullis_benches::redis_settings(&redis.url, "bench:", Duration::from_millis(500));
         // A node without a lease never trusts its cache: every verify is a
         // lookup in Redis.
         let store = Arc::new(RedisStore::new(&settings));
@@ -209,7 +194,8 @@ fn monitoring(c: &mut Criterion) {
         b.iter(|| ready(limiter.check("list-orders", &checks)).map(|l| l.allowed))
     });
     if let Ok(redis) = portcullis_benches::Redis::start() {
-        let settings = redis_settings(&redis.url);
+        let settings =
+            portcullis_benches::redis_settings(&redis.url, "bench:", Duration::from_millis(500));
         let shared = RateLimiter::new(
             Some(Arc::new(RedisStore::new(&settings))),
             Duration::from_millis(500),

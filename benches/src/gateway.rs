@@ -29,7 +29,8 @@ pub fn body() -> Vec<u8> {
 }
 
 /// Routes: `streamed`, `buffered` (body binding), `validated` (binding +
-/// schema) and `limited` (a rate limit that never refuses).
+/// schema), `limited` (a rate limit that never refuses) and `full`
+/// (binding, schema and a response filter that drops the echoed headers).
 pub fn policy(upstream: SocketAddr) -> String {
     format!(
         "partners:\n  acme: {{}}\n\
@@ -38,7 +39,8 @@ pub fn policy(upstream: SocketAddr) -> String {
          \x20 - name: streamed\n    methods: [POST]\n    path: /echo/streamed\n    upstream: up\n\
          \x20 - name: buffered\n    methods: [POST]\n    path: /echo/buffered\n    upstream: up\n    bind:\n      body: /order/partner\n\
          \x20 - name: validated\n    methods: [POST]\n    path: /echo/validated\n    upstream: up\n    bind:\n      body: /order/partner\n    validate:\n      body: order.json\n\
-         \x20 - name: limited\n    methods: [POST]\n    path: /echo/limited\n    upstream: up\n    rate_limit: {{requests: 1000000000, per: 1s}}\n"
+         \x20 - name: limited\n    methods: [POST]\n    path: /echo/limited\n    upstream: up\n    rate_limit: {{requests: 1000000000, per: 1s}}\n\
+         \x20 - name: full\n    methods: [POST]\n    path: /echo/full\n    upstream: up\n    bind:\n      body: /order/partner\n    validate:\n      body: order.json\n    response:\n      deny: [/headers]\n"
     )
 }
 
@@ -61,16 +63,22 @@ impl Drop for GatewayProcess {
 
 /// The release build of the gateway (`PORTCULLIS_BIN` overrides).
 pub fn release_binary() -> Result<PathBuf, String> {
-    let binary = std::env::var("PORTCULLIS_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/portcullis")
-        });
+    built_binary("portcullis", "PORTCULLIS_BIN", "portcullis")
+}
+
+/// The release build of the workspace binary `name` (the environment
+/// variable `env` overrides), or how to build it.
+pub fn built_binary(name: &str, env: &str, package: &str) -> Result<PathBuf, String> {
+    let binary = std::env::var(env).map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/release")
+            .join(name)
+    });
     if binary.exists() {
         Ok(binary)
     } else {
         Err(format!(
-            "{} not found: run `cargo build --release -p portcullis` first",
+            "{} not found: run `cargo build --release -p {package}` first",
             binary.display()
         ))
     }
@@ -92,6 +100,18 @@ pub async fn start(
     ca: &portcullis::certgen::Ca,
     upstream: SocketAddr,
     extra: &str,
+) -> Result<Started, String> {
+    start_with(binary, ca, upstream, extra, &[]).await
+}
+
+/// As [`start`], with the gateway run through `launcher` (a command and
+/// its arguments, such as `taskset -c 1`) when one is given.
+pub async fn start_with(
+    binary: &std::path::Path,
+    ca: &portcullis::certgen::Ca,
+    upstream: SocketAddr,
+    extra: &str,
+    launcher: &[&str],
 ) -> Result<Started, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let d = dir.path();
@@ -126,8 +146,16 @@ pub async fn start(
         .map_err(|e| e.to_string())?;
     let key = key.reveal().to_string();
     drop(service);
+    let mut command = match launcher.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
     let process = GatewayProcess(
-        Command::new(binary)
+        command
             .args(["run", "--config"])
             .arg(d.join("portcullis.yaml"))
             .current_dir(d)

@@ -1,6 +1,7 @@
 //! Shared helpers for the benchmarks: a real `redis-server` on a loopback
 //! port, and percentiles.
 
+pub mod compare;
 pub mod gateway;
 
 use std::net::TcpListener;
@@ -79,4 +80,24 @@ pub fn rss_kib() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Settings of a benchmark's Redis key store at `url`, its keys under
+/// `prefix`.
+pub fn redis_settings(
+    url: &str,
+    prefix: &str,
+    timeout: Duration,
+) -> portcullis::config::model::RedisSettings {
+    portcullis::config::model::RedisSettings {
+        url: Some(url.to_string()),
+        sentinel: None,
+        username: None,
+        password_file: None,
+        ca: None,
+        prefix: prefix.into(),
+        timeout,
+        lease: Duration::from_secs(2),
+        replicas_ack: 0,
+    }
 }

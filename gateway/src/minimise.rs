@@ -4,7 +4,9 @@
 //! private key.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
+use memchr::memmem;
 use serde_json::{Map, Value};
 
 use crate::problem::Reject;
@@ -246,8 +248,16 @@ fn leaks_in(bytes: &[u8]) -> bool {
     contains_key(bytes) || contains_pem(bytes)
 }
 
+// Built once: building a searcher costs more than scanning a small body
+// with it, and the scan runs on every response chunk.
+static PEM_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(PEM_MARK));
+static KEY_FINDER: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(crate::keys::format::PREFIX.as_bytes()));
+
 fn contains_pem(bytes: &[u8]) -> bool {
-    memchr::memmem::find_iter(bytes, PEM_MARK)
+    PEM_FINDER
+        .find_iter(bytes)
         .any(|i| bytes[..i].ends_with(b" ") && has_begin(&bytes[..i]))
 }
 
@@ -259,7 +269,7 @@ fn has_begin(before: &[u8]) -> bool {
 
 fn contains_key(bytes: &[u8]) -> bool {
     let prefix = crate::keys::format::PREFIX.as_bytes();
-    memchr::memmem::find_iter(bytes, prefix).any(|i| {
+    KEY_FINDER.find_iter(bytes).any(|i| {
         let rest = &bytes[i + prefix.len()..];
         rest.len() >= KEY_TAIL && rest[..KEY_TAIL].iter().all(u8::is_ascii_alphanumeric)
     })

@@ -6,27 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pingora::services::background::BackgroundService;
-use portcullis::config::model::RedisSettings;
 use portcullis::keys::node::{NodeAgent, NodeState};
 use portcullis::keys::pepper::Pepper;
 use portcullis::keys::redis_store::RedisStore;
 use portcullis::keys::service::KeyService;
 use portcullis::keys::verify::{Verdict, Verifier};
-use portcullis_benches::{percentile, Redis};
-
-fn settings(url: &str) -> RedisSettings {
-    RedisSettings {
-        url: Some(url.to_string()),
-        sentinel: None,
-        username: None,
-        password_file: None,
-        ca: None,
-        prefix: "rot:".into(),
-        timeout: Duration::from_millis(500),
-        lease: Duration::from_secs(2),
-        replicas_ack: 0,
-    }
-}
+use portcullis_benches::{percentile, redis_settings, Redis};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -38,7 +23,11 @@ async fn main() {
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut nodes = Vec::new();
     for i in 0..3 {
-        let store = Arc::new(RedisStore::new(&settings(&redis.url)));
+        let store = Arc::new(RedisStore::new(&redis_settings(
+            &redis.url,
+            "rot:",
+            Duration::from_millis(500),
+        )));
         let verifier = Arc::new(Verifier::with_node(
             Pepper::from_bytes([5; 32]),
             store.clone(),

@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
 
     // Nobody reads the recorder of a standalone process; it exists for in-process tests.
     tokio::select! {
-        result = serve_with(listener, Recorder::new(), options) => {
+        result = serve_with(listener, Recorder::discarding(), options) => {
             if let Err(e) = result {
                 eprintln!("orders-upstream: {e}");
                 return ExitCode::FAILURE;
