@@ -55,11 +55,16 @@ pub struct Latency {
 }
 
 fn run(command: &mut Command) -> Result<String, String> {
-    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    // Named by the tool alone: its arguments carry the API key.
+    let tool = command
+        .get_args()
+        .nth(2)
+        .map_or_else(|| "load tool".into(), |t| t.to_string_lossy().into_owned());
+    let output = command.output().map_err(|e| format!("{tool}: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         return Err(format!(
-            "{command:?} failed ({}): {stdout}{}",
+            "{tool} failed ({}): {stdout}{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ));
