@@ -20,6 +20,16 @@ pub const DUPLICATE_KEY: Reject = Reject::new(
     "json_duplicate_key",
     "The JSON body repeats an object key",
 );
+pub const CASE_COLLISION: Reject = Reject::new(
+    400,
+    "json_case_collision",
+    "The JSON body has object keys that differ only in letter case",
+);
+pub const NUMBER_NOT_EXACT: Reject = Reject::new(
+    400,
+    "number_not_exact",
+    "A number in the JSON body has more precision or range than can be checked exactly",
+);
 pub const TOO_DEEP: Reject = Reject::new(
     400,
     "json_too_deep",
@@ -33,6 +43,13 @@ pub const MAX_DEPTH: usize = 64;
 pub enum JsonError {
     Invalid,
     DuplicateKey,
+    /// Keys equal under case folding: Go's encoding/json and ASP.NET bind
+    /// them to one field, so the gateway and the upstream could each read
+    /// a different one.
+    CaseCollision,
+    /// A number whose written decimal differs from the value checked: the
+    /// schema would judge one number and the upstream act on another.
+    InexactNumber,
     TooDeep,
 }
 
@@ -41,6 +58,8 @@ impl JsonError {
         match self {
             JsonError::Invalid => BODY_NOT_JSON,
             JsonError::DuplicateKey => DUPLICATE_KEY,
+            JsonError::CaseCollision => CASE_COLLISION,
+            JsonError::InexactNumber => NUMBER_NOT_EXACT,
             JsonError::TooDeep => TOO_DEEP,
         }
     }
@@ -48,19 +67,49 @@ impl JsonError {
 
 const DUPLICATE_MARK: &str = "portcullis: duplicate key";
 const DEPTH_MARK: &str = "portcullis: too deep";
+const CASE_MARK: &str = "portcullis: case collision";
 
-/// Parses a whole JSON document strictly (UTF-8, no trailing data, no
-/// duplicate keys, at most `max_depth` levels).
+/// Parses a request's JSON document strictly: UTF-8, no trailing data, no
+/// duplicate keys, no keys that differ only in case, at most `max_depth`
+/// levels.
 pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    let value = parse(bytes, max_depth, true)?;
+    crate::json_bytes::numbers_exact(bytes).map_err(|_| JsonError::InexactNumber)?;
+    Ok(value)
+}
+
+/// Parses an upstream's JSON answer: as strict, except that keys differing
+/// only in case are the upstream's own business.
+pub fn parse_response(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
+    parse(bytes, max_depth, false)
+}
+
+fn parse(bytes: &[u8], max_depth: usize, fold_keys: bool) -> Result<Value, JsonError> {
     // serde_json's own recursion limit (128) is deeper than ours, so ours
     // always answers first and the stack stays shallow.
     let max_depth = max_depth.min(MAX_DEPTH);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = Strict { depth: max_depth }
-        .deserialize(&mut de)
-        .map_err(classify)?;
+    let value = Strict {
+        depth: max_depth,
+        fold_keys,
+    }
+    .deserialize(&mut de)
+    .map_err(classify)?;
     de.end().map_err(|_| JsonError::Invalid)?;
     Ok(value)
+}
+
+/// A key as case-insensitive binders compare it: Unicode simple case
+/// folding, approximated by upper- then lower-casing, which also maps the
+/// Kelvin sign to `k` and the long s to `s` as Go's `EqualFold` does.
+fn fold_key(key: &str) -> String {
+    if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        return key.to_owned();
+    }
+    key.chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn classify(e: serde_json::Error) -> JsonError {
@@ -69,14 +118,18 @@ fn classify(e: serde_json::Error) -> JsonError {
         JsonError::DuplicateKey
     } else if text.starts_with(DEPTH_MARK) {
         JsonError::TooDeep
+    } else if text.starts_with(CASE_MARK) {
+        JsonError::CaseCollision
     } else {
         JsonError::Invalid
     }
 }
 
 /// A value with this many levels of nesting still allowed below it.
+#[derive(Clone, Copy)]
 struct Strict {
     depth: usize,
+    fold_keys: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for Strict {
@@ -89,7 +142,10 @@ impl<'de> DeserializeSeed<'de> for Strict {
 impl Strict {
     fn nested<E: serde::de::Error>(&self) -> Result<Strict, E> {
         match self.depth.checked_sub(1) {
-            Some(depth) => Ok(Strict { depth }),
+            Some(depth) => Ok(Strict {
+                depth,
+                fold_keys: self.fold_keys,
+            }),
             None => Err(E::custom(DEPTH_MARK)),
         }
     }
@@ -125,7 +181,7 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let inner = self.nested()?;
         let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Strict { depth: inner.depth })? {
+        while let Some(v) = seq.next_element_seed(inner)? {
             out.push(v);
         }
         Ok(Value::Array(out))
@@ -133,8 +189,12 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let inner = self.nested()?;
         let mut out = Map::new();
+        let mut folded = std::collections::HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Strict { depth: inner.depth })?;
+            if inner.fold_keys && !folded.insert(fold_key(&key)) && !out.contains_key(&key) {
+                return Err(A::Error::custom(CASE_MARK));
+            }
+            let value = map.next_value_seed(inner)?;
             match out.entry(key) {
                 serde_json::map::Entry::Vacant(slot) => {
                     slot.insert(value);
@@ -274,11 +334,56 @@ mod tests {
             parse_strict(br#"{"x":[{"a":1,"a":1}]}"#, 64),
             Err(JsonError::DuplicateKey)
         );
+        for collision in [
+            &br#"{"order":{"partner":"acme","Partner":"globex"}}"#[..],
+            br#"{"ID":1,"id":2}"#,
+            // Go folds the Kelvin sign to k and the long s to s.
+            "{\"kind\":1,\"\u{212A}ind\":2}".as_bytes(),
+            "{\"sku\":1,\"\u{17F}ku\":2}".as_bytes(),
+            br#"[{"a":1},{"b":{"x":1,"X":2}}]"#,
+        ] {
+            assert_eq!(
+                parse_strict(collision, 64),
+                Err(JsonError::CaseCollision),
+                "{}",
+                String::from_utf8_lossy(collision)
+            );
+            assert!(parse_response(collision, 64).is_ok());
+        }
+        assert!(parse_strict(br#"{"a":{"b":1},"b":{"a":1}}"#, 64).is_ok());
         // Escapes are decoded before comparing: "\u0061" is "a".
         assert_eq!(
             parse_strict(br#"{"a":1,"\u0061":2}"#, 64),
             Err(JsonError::DuplicateKey)
         );
+    }
+
+    #[test]
+    fn numbers_the_schema_cannot_check_exactly_are_refused() {
+        for inexact in [
+            &br#"{"quantity":1.0000000000000000001}"#[..],
+            br#"{"quantity":1000.00000000000000001}"#,
+            br#"{"n":12345678901234567890123}"#,
+            br#"[1e-400]"#,
+        ] {
+            assert_eq!(
+                parse_strict(inexact, 64),
+                Err(JsonError::InexactNumber),
+                "{}",
+                String::from_utf8_lossy(inexact)
+            );
+        }
+        for exact in [
+            &br#"{"a":1.10,"b":0.1,"c":-0,"d":9007199254740993,"e":0.30000000000000004}"#[..],
+            br#"{"big":18446744073709551615,"neg":-9223372036854775808,"f":1.1265938497298023}"#,
+            br#"{"s":"1.0000000000000000001"}"#,
+        ] {
+            assert!(
+                parse_strict(exact, 64).is_ok(),
+                "{}",
+                String::from_utf8_lossy(exact)
+            );
+        }
     }
 
     #[test]

@@ -298,23 +298,21 @@ impl Held {
                 .headers
                 .get(CONTENT_ENCODING)
                 .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-            let doc = if encoded {
-                None
-            } else {
-                parse_strict(&body, crate::body::MAX_DEPTH).ok()
-            };
             if let Some(pointer) = &route.response_bind {
-                let owned = doc
-                    .as_ref()
-                    .is_some_and(|d| bound_to(pointer, d, partner) == Bound::Yes);
+                let owned = !encoded
+                    && crate::body::parse_response(&body, crate::body::MAX_DEPTH)
+                        .is_ok_and(|d| bound_to(pointer, &d, partner) == Bound::Yes);
                 if !owned {
                     return Err(RESPONSE_PARTNER_MISMATCH);
                 }
             }
             if let Some(fields) = &route.fields {
-                let doc = doc.ok_or(crate::minimise::RESPONSE_NOT_FILTERABLE)?;
-                let kept = fields.for_partner(partner).apply(&doc);
-                body = serde_json::to_vec(&kept)
+                if encoded {
+                    return Err(crate::minimise::RESPONSE_NOT_FILTERABLE);
+                }
+                body = fields
+                    .for_partner(partner)
+                    .apply(&body)
                     .map_err(|_| crate::minimise::RESPONSE_NOT_FILTERABLE)?
                     .into();
             }

@@ -32,13 +32,17 @@ use prometheus::IntCounter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::h2_clock::{Deadline, H2HeaderClock};
+
 const WAITING_FOR_REQUEST: u8 = 0;
 const READING_HEADER: u8 = 1;
 const HEADER_DONE: u8 = 2;
 const TIMED_OUT: u8 = 3;
 
-/// Builds the complete HTTP/1 response sent in place of pingora's own 400.
-pub type RefusalFactory = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+/// Builds the complete HTTP/1 response sent in place of pingora's own 400,
+/// given how long the refused request's request line was (so far): a
+/// target too long for pingora's parser is a 414, not a malformed request.
+pub type RefusalFactory = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
 
 pub struct GuardedStream {
     inner: Stream,
@@ -49,10 +53,18 @@ pub struct GuardedStream {
     phase: AtomicU8,
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
-    /// HTTP/2 connections only get a deadline for their first bytes (the
-    /// connection preface); after that h2's own flow and pingora's idle
-    /// timeout apply, and their writes are never rewritten.
+    /// HTTP/2 connections: their writes are never rewritten, and the
+    /// deadline covers the connection preface and then each header block
+    /// (HEADERS up to the frame with END_HEADERS), as `h2_clock` reads
+    /// them from the client's bytes; idle time is pingora's business.
     h2: bool,
+    clock: Option<H2HeaderClock>,
+    /// Bytes of the current request's request line read so far, and
+    /// whether its end has been seen.
+    request_line: usize,
+    request_line_done: bool,
+    /// Read what the client still sends before closing (see `shutdown`).
+    linger: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -80,6 +92,10 @@ impl GuardedStream {
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             h2: false,
+            clock: None,
+            request_line: 0,
+            request_line_done: false,
+            linger: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -92,6 +108,7 @@ impl GuardedStream {
     ) -> Self {
         GuardedStream {
             h2: true,
+            clock: Some(H2HeaderClock::new()),
             ..GuardedStream::new(inner, timeout, on_timeout, refusal)
         }
     }
@@ -105,6 +122,12 @@ impl GuardedStream {
     /// with its first byte (idle time is the keep-alive timeout's business).
     pub fn await_next_request(&self) {
         self.move_to(WAITING_FOR_REQUEST);
+    }
+
+    /// The gateway refused a request whose bytes may still be arriving: if
+    /// the connection is closed, drain them briefly first.
+    pub fn linger_on_close(&self) {
+        self.linger.store(true, Ordering::Release);
     }
 
     /// A connection that timed out stays timed out.
@@ -143,15 +166,40 @@ impl AsyncRead for GuardedStream {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if self.h2 {
-            if phase == READING_HEADER && buf.filled().len() > before {
-                self.move_to(HEADER_DONE);
+            let this = &mut *self;
+            let fresh = &buf.filled()[before..];
+            if let (Poll::Ready(Ok(())), false, Some(clock)) =
+                (&result, fresh.is_empty(), this.clock.as_mut())
+            {
+                match clock.observe(fresh) {
+                    Deadline::Restart => {
+                        this.deadline.as_mut().reset(Instant::now() + this.timeout);
+                        this.phase.store(READING_HEADER, Ordering::Release);
+                        // Register the new deadline with this task's waker.
+                        let _ = this.deadline.as_mut().poll(cx);
+                    }
+                    Deadline::Keep => {}
+                    Deadline::Disarm => this.phase.store(HEADER_DONE, Ordering::Release),
+                }
             }
             return result;
         }
-        if phase == WAITING_FOR_REQUEST
-            && matches!(result, Poll::Ready(Ok(())))
-            && buf.filled().len() > before
-        {
+        let read_some = matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before;
+        if phase == WAITING_FOR_REQUEST && read_some {
+            self.request_line = 0;
+            self.request_line_done = false;
+        }
+        if phase != HEADER_DONE && read_some && !self.request_line_done {
+            let fresh = &buf.filled()[before..];
+            match memchr::memchr(b'\n', fresh) {
+                Some(end) => {
+                    self.request_line += end;
+                    self.request_line_done = true;
+                }
+                None => self.request_line += fresh.len(),
+            }
+        }
+        if phase == WAITING_FOR_REQUEST && read_some {
             let at = Instant::now() + self.timeout;
             self.deadline.as_mut().reset(at);
             // Only start the clock if nobody marked the header done meanwhile.
@@ -183,7 +231,7 @@ impl GuardedStream {
         swallowed: usize,
     ) -> Poll<io::Result<usize>> {
         if self.refusal_pending.is_none() {
-            self.refusal_pending = Some(((self.refusal)(), 0));
+            self.refusal_pending = Some(((self.refusal)(self.request_line), 0));
         }
         while let Some((bytes, written)) = self.refusal_pending.as_mut() {
             if *written >= bytes.len() {
@@ -233,10 +281,32 @@ impl AsyncWrite for GuardedStream {
     }
 }
 
+/// How long, and how much, a lingering close reads before it gives up.
+const LINGER_TIME: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 1 << 20;
+
 #[async_trait]
 impl Shutdown for GuardedStream {
     async fn shutdown(&mut self) {
-        self.inner.shutdown().await
+        self.inner.shutdown().await;
+        // Closing a socket with unread input makes the kernel send a reset,
+        // which can destroy our refusal before the client has read it (why
+        // nginx closes lingeringly). So after a refusal the rest of what the
+        // client sends is read and dropped, bounded in time and bytes.
+        if !self.linger.load(Ordering::Acquire) || self.phase.load(Ordering::Acquire) == TIMED_OUT {
+            return;
+        }
+        let drain = async {
+            let mut scratch = [0u8; 16 * 1024];
+            let mut seen = 0;
+            while seen < LINGER_BYTES {
+                match tokio::io::AsyncReadExt::read(&mut self.inner, &mut scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen += n,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
     }
 }
 

@@ -9,6 +9,7 @@ use http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 
 use crate::problem::Reject;
+use crate::unambiguous::{self, NameRef};
 
 pub const PARTNER_MISMATCH: Reject = Reject::new(
     403,
@@ -41,6 +42,11 @@ pub const BINDING_MISSING: Reject = Reject::new(
     400,
     "partner_binding_missing",
     "The request must name its partner and does not",
+);
+pub const BINDING_AMBIGUOUS: Reject = Reject::new(
+    400,
+    "ambiguous_parameter",
+    "A parameter is spelled so that some backends read it as the partner binding",
 );
 pub const CONCURRENCY_LIMITED: Reject = Reject::new(
     429,
@@ -145,10 +151,14 @@ pub fn check_bindings(
     if let Some(name) = &binding.header {
         let mut seen = false;
         for value in headers.get_all(name) {
-            seen = true;
             if value.as_bytes() != partner.as_bytes() {
                 return Err(PARTNER_MISMATCH);
             }
+            if seen {
+                // Go lists both, ASP.NET joins them: no one value is read.
+                return Err(BINDING_AMBIGUOUS);
+            }
+            seen = true;
         }
         if !seen {
             return Err(BINDING_MISSING);
@@ -159,33 +169,44 @@ pub fn check_bindings(
 
 /// Upstream frameworks disagree on query parsing: some take the first of
 /// repeated parameters, some the last, some match names without regard to
-/// case or split on `;` too. So every candidate any of them could see must
-/// name the caller: names are percent- and `+`-decoded and compared
-/// ignoring ASCII case, and pairs are split on both `&` and `;`.
+/// case or split on `;` too, and PHP, Rack and qs read `partner[]`,
+/// `partner[0]` or `partner[$ne]` as (a structure under) `partner`. So every
+/// plainly spelled candidate must name the caller, and any spelling only a
+/// framework would map onto the bound name is refused outright.
 fn check_query(name: &str, query: Option<&str>, partner: &str) -> Result<(), Reject> {
+    check_params(name, query.unwrap_or(""), partner, true)
+}
+
+/// The same rule over a form body, which PHP's `$_REQUEST`, Rails' `params`
+/// and Express's merged parameters read beside the query. Absence is fine
+/// here: the query carries the binding.
+pub fn check_form_params(name: &str, body: &str, partner: &str) -> Result<(), Reject> {
+    check_params(name, body, partner, false)
+}
+
+fn check_params(name: &str, pairs: &str, partner: &str, required: bool) -> Result<(), Reject> {
     let mut seen = false;
-    for pair in query.unwrap_or("").split(['&', ';']) {
+    for pair in pairs.split(['&', ';']) {
         let (raw_key, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !decode_component(raw_key).eq_ignore_ascii_case(name) {
-            continue;
+        match unambiguous::name_ref(&unambiguous::decode_component(raw_key), name) {
+            NameRef::Other => continue,
+            NameRef::Alias => return Err(BINDING_AMBIGUOUS),
+            NameRef::Plain => {}
         }
-        seen = true;
-        if decode_component(raw_value) != partner {
+        if unambiguous::decode_component(raw_value) != partner {
             return Err(PARTNER_MISMATCH);
         }
+        if seen {
+            // qs makes a repeat an array, PHP takes the last, Flask the first.
+            return Err(BINDING_AMBIGUOUS);
+        }
+        seen = true;
     }
-    if seen {
+    if seen || !required {
         Ok(())
     } else {
         Err(BINDING_MISSING)
     }
-}
-
-fn decode_component(raw: &str) -> String {
-    let plus_as_space = raw.replace('+', " ");
-    percent_encoding::percent_decode_str(&plus_as_space)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// Request headers through which a client could claim an identity or
@@ -201,7 +222,8 @@ impl IdentityHeaders {
         let mut exact = HashSet::new();
         let mut prefixes = Vec::new();
         for p in patterns {
-            let p = p.to_ascii_lowercase();
+            // CGI and WSGI read `_` as `-`: a pattern means both spellings.
+            let p = p.to_ascii_lowercase().replace('_', "-");
             match p.strip_suffix('*') {
                 Some(prefix) => prefixes.push(prefix.to_string()),
                 None => {
@@ -276,13 +298,15 @@ mod tests {
         };
         let check = |q: Option<&str>| check_bindings(&b, &[], q, &h, "acme");
         assert!(check(Some("partner=acme&limit=5")).is_ok());
-        assert!(check(Some("partner=acme&partner=acme")).is_ok());
+        assert_eq!(
+            check(Some("partner=acme&partner=acme")),
+            Err(BINDING_AMBIGUOUS)
+        );
         assert!(check(Some("partner=%61cme")).is_ok());
         for q in [
             "partner=globex",
             "partner=acme&partner=globex",
             "partner=globex&partner=acme",
-            "Partner=globex&partner=acme",
             "p%61rtner=globex&partner=acme",
             "partner=acme;partner=globex",
             "partner=acme+",
@@ -292,8 +316,31 @@ mod tests {
         ] {
             assert_eq!(check(Some(q)), Err(PARTNER_MISMATCH), "{q}");
         }
+        for q in [
+            "Partner=globex&partner=acme",
+            "PARTNER=acme",
+            "partner=acme&partner[]=globex",
+            "partner=acme&partner%5B%5D=globex",
+            "partner=acme&partner[0]=globex",
+            "partner[$ne]=acme",
+            "partner[]=acme",
+            "partner=acme&partner.x=globex",
+            "partner=acme&%20partner=globex",
+        ] {
+            assert_eq!(check(Some(q)), Err(BINDING_AMBIGUOUS), "{q}");
+        }
         assert_eq!(check(None), Err(BINDING_MISSING));
         assert_eq!(check(Some("limit=5")), Err(BINDING_MISSING));
+        assert!(check_form_params("partner", "sku=A&partner=acme", "acme").is_ok());
+        assert!(check_form_params("partner", "sku=A", "acme").is_ok());
+        assert_eq!(
+            check_form_params("partner", "partner=globex", "acme"),
+            Err(PARTNER_MISMATCH)
+        );
+        assert_eq!(
+            check_form_params("partner", "partner[]=acme", "acme"),
+            Err(BINDING_AMBIGUOUS)
+        );
     }
 
     #[test]
@@ -309,6 +356,12 @@ mod tests {
         );
         h.append("x-account", HeaderValue::from_static("acme"));
         assert!(check_bindings(&b, &[], None, &h, "acme").is_ok());
+        let mut twice = h.clone();
+        twice.append("x-account", HeaderValue::from_static("acme"));
+        assert_eq!(
+            check_bindings(&b, &[], None, &twice, "acme"),
+            Err(BINDING_AMBIGUOUS)
+        );
         h.append("x-account", HeaderValue::from_static("globex"));
         assert_eq!(
             check_bindings(&b, &[], None, &h, "acme"),

@@ -208,6 +208,9 @@ fn main() -> ExitCode {
         Command::Run { config, upgrade } => portcullis::server::run(&config, upgrade),
         Command::Check { config } => match portcullis::server::check(&config) {
             Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 println!(
                     "{}: OK ({} routes, {} policy files)",
                     config.display(),

@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use memchr::memmem;
-use serde_json::{Map, Value};
 
 use crate::problem::Reject;
 
@@ -107,103 +106,16 @@ impl FieldFilter {
         })
     }
 
-    pub fn apply(&self, doc: &Value) -> Value {
-        match self {
-            FieldFilter::Allow(list) => {
-                let refs: Vec<&[String]> = list.iter().map(Vec::as_slice).collect();
-                keep(doc, &refs).unwrap_or(Value::Null)
-            }
-            FieldFilter::Deny(list) => {
-                let mut out = doc.clone();
-                for p in list {
-                    remove(&mut out, p);
-                }
-                out
-            }
-        }
-    }
-}
-
-/// What of `value` the patterns reach; `None` when nothing.
-fn keep(value: &Value, patterns: &[&[String]]) -> Option<Value> {
-    if patterns.iter().any(|p| p.is_empty()) {
-        return Some(value.clone());
-    }
-    match value {
-        Value::Object(map) => {
-            let mut out = Map::new();
-            for (key, child) in map {
-                let rests: Vec<&[String]> = patterns
-                    .iter()
-                    .filter(|p| p[0] == *key)
-                    .map(|p| &p[1..])
-                    .collect();
-                if rests.is_empty() {
-                    continue;
-                }
-                if let Some(kept) = keep(child, &rests) {
-                    out.insert(key.clone(), kept);
-                }
-            }
-            (!out.is_empty()).then_some(Value::Object(out))
-        }
-        Value::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            let mut any = false;
-            for (i, item) in items.iter().enumerate() {
-                let index = i.to_string();
-                let rests: Vec<&[String]> = patterns
-                    .iter()
-                    .filter(|p| p[0] == "*" || p[0] == index)
-                    .map(|p| &p[1..])
-                    .collect();
-                // Elements keep their places; one with nothing allowed is empty.
-                match keep(item, &rests) {
-                    Some(kept) => {
-                        any = true;
-                        out.push(kept);
-                    }
-                    None => out.push(Value::Object(Map::new())),
-                }
-            }
-            any.then_some(Value::Array(out))
-        }
-        _ => None,
-    }
-}
-
-fn remove(value: &mut Value, pattern: &[String]) {
-    let Some((first, rest)) = pattern.split_first() else {
-        return;
-    };
-    match value {
-        Value::Object(map) => {
-            if rest.is_empty() {
-                map.remove(first);
-            } else if let Some(child) = map.get_mut(first) {
-                remove(child, rest);
-            }
-        }
-        Value::Array(items) => {
-            if first == "*" {
-                if rest.is_empty() {
-                    items.clear();
-                } else {
-                    for item in items.iter_mut() {
-                        remove(item, rest);
-                    }
-                }
-            } else if let Ok(i) = first.parse::<usize>() {
-                if let Some(child) = items.get_mut(i) {
-                    if rest.is_empty() {
-                        *child = Value::Null;
-                    } else {
-                        remove(child, rest);
-                    }
-                }
-            }
-        }
-        _ => {}
+    /// The upstream's answer with only what the filter lets through: the
+    /// spans of removed members are cut out of the original bytes and
+    /// everything kept reaches the partner byte for byte (numbers, escapes,
+    /// key order and whitespace as the upstream wrote them).
+    pub fn apply(&self, body: &[u8]) -> Result<Vec<u8>, crate::json_bytes::NotFilterable> {
+        let filter = match self {
+            FieldFilter::Allow(list) => crate::json_bytes::Filter::Allow(list),
+            FieldFilter::Deny(list) => crate::json_bytes::Filter::Deny(list),
+        };
+        crate::json_bytes::filter(body, filter, crate::body::MAX_DEPTH)
     }
 }
 
@@ -275,13 +187,89 @@ fn contains_key(bytes: &[u8]) -> bool {
     })
 }
 
+/// Text from outside (an upstream's body, a client's bytes) made fit for a
+/// log line: secrets the leak guard knows are replaced, and control
+/// characters are escaped so a newline cannot start a forged line.
+pub fn log_safe(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    while !rest.is_empty() {
+        if let Some(after) = strip_prefix_ignore_case(rest, crate::keys::format::PREFIX) {
+            out.push_str("[redacted key]");
+            rest = after.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+            continue;
+        }
+        if rest.starts_with("-----BEGIN ") && private_key_header(rest) {
+            out.push_str("[redacted private key]");
+            rest = pem_block_end(rest);
+            continue;
+        }
+        let Some(c) = rest.chars().next() else { break };
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+/// `-----BEGIN <anything> PRIVATE KEY-----` on this line.
+fn private_key_header(text: &str) -> bool {
+    let line = text.split('\n').next().unwrap_or(text);
+    let line = &line[..line.len().min(64)];
+    line.contains("PRIVATE KEY-----")
+}
+
+/// What follows the block's `-----END … PRIVATE KEY-----` line; everything
+/// is the block when it never ends.
+fn pem_block_end(text: &str) -> &str {
+    let Some(end) = text.find("-----END ") else {
+        return "";
+    };
+    let after_end = &text[end + "-----END ".len()..];
+    match after_end.find("-----") {
+        Some(close) => &after_end[close + "-----".len()..],
+        None => "",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn doc() -> Value {
-        json!({
+    #[test]
+    fn log_text_loses_secrets_and_cannot_forge_lines() {
+        let key = format!("{}{}", crate::keys::format::PREFIX, "a".repeat(KEY_TAIL));
+        let pem = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----";
+        let body = format!("error: key={key}, {pem} done\nINFO forged line\r\x1b[31m\\n");
+        let safe = log_safe(body.as_bytes());
+        assert!(!safe.contains(crate::keys::format::PREFIX), "{safe}");
+        assert!(!safe.contains("MIIE"), "{safe}");
+        assert!(!safe.contains('\n') && !safe.contains('\r') && !safe.contains('\x1b'));
+        assert_eq!(
+            safe,
+            "error: key=[redacted key], [redacted private key] done\\nINFO forged line\\r\\u{1b}[31m\\\\n"
+        );
+        let unended = log_safe(b"x -----BEGIN RSA PRIVATE KEY-----\nMIIE");
+        assert_eq!(unended, "x [redacted private key]");
+        assert_eq!(
+            log_safe("caf\u{e9} PTC_LIVE_abc!".as_bytes()),
+            "caf\u{e9} [redacted key]!"
+        );
+    }
+
+    fn doc() -> Vec<u8> {
+        serde_json::to_vec(&json!({
             "id": "acme-1001",
             "partner": "acme",
             "internal_cost_cents": 410,
@@ -289,23 +277,28 @@ mod tests {
                 {"sku": "A-1", "db_shard": "s1", "margin": 3},
                 {"sku": "B-2", "db_shard": "s2", "margin": 4}
             ]
-        })
+        }))
+        .unwrap()
+    }
+
+    fn apply(f: &FieldFilter) -> Value {
+        serde_json::from_slice(&f.apply(&doc()).unwrap()).unwrap()
     }
 
     #[test]
     fn an_allow_list_keeps_only_what_it_names() {
         let f = FieldFilter::allow(&["/id".into(), "/items/*/sku".into()]).unwrap();
         assert_eq!(
-            f.apply(&doc()),
+            apply(&f),
             json!({"id": "acme-1001", "items": [{"sku": "A-1"}, {"sku": "B-2"}]})
         );
         let with_margin = f.with_exceptions(&["/items/*/margin".into()]).unwrap();
         assert_eq!(
-            with_margin.apply(&doc())["items"][1],
+            apply(&with_margin)["items"][1],
             json!({"sku": "B-2", "margin": 4})
         );
         let nothing = FieldFilter::allow(&["/absent".into()]).unwrap();
-        assert_eq!(nothing.apply(&doc()), Value::Null);
+        assert_eq!(apply(&nothing), Value::Null);
     }
 
     #[test]
@@ -316,14 +309,27 @@ mod tests {
             "/items/*/margin".into(),
         ])
         .unwrap();
-        let out = f.apply(&doc());
+        let out = apply(&f);
         assert!(out.get("internal_cost_cents").is_none());
         assert_eq!(out["items"][0], json!({"sku": "A-1"}));
         let acme = f.with_exceptions(&["/items/*/margin".into()]).unwrap();
+        assert_eq!(apply(&acme)["items"][0], json!({"sku": "A-1", "margin": 3}));
+    }
+
+    #[test]
+    fn kept_values_reach_the_partner_byte_for_byte() {
+        let f = FieldFilter::deny(&["/internal".into()]).unwrap();
+        let body = br#"{ "z": 12345678901234567890123, "internal": {"cost": 1},
+  "d": 0.123456789012345678901234567890123456, "tiny": 1e-400, "p": 1.10,
+  "a": "caf\u00e9 \/ x" }"#;
+        let out = f.apply(body).unwrap();
         assert_eq!(
-            acme.apply(&doc())["items"][0],
-            json!({"sku": "A-1", "margin": 3})
+            String::from_utf8(out).unwrap(),
+            r#"{ "z": 12345678901234567890123,
+  "d": 0.123456789012345678901234567890123456, "tiny": 1e-400, "p": 1.10,
+  "a": "caf\u00e9 \/ x" }"#
         );
+        assert!(f.apply(b"{\"a\":1} trailing").is_err());
     }
 
     #[test]

@@ -30,7 +30,8 @@ use crate::reload::Live;
 use crate::router::Miss;
 use crate::trace_context::{self, Trace};
 use crate::{
-    assertion, auth, buffered, isolation, path, protocol, request_id, selfservice, validation,
+    assertion, auth, buffered, isolation, path, protocol, request_id, selfservice, unambiguous,
+    validation,
 };
 
 const HSTS: &str = "strict-transport-security";
@@ -239,6 +240,23 @@ impl Gateway {
             None
         };
         let bytes = body.as_deref().unwrap_or_default();
+        if let Some(kind) = unambiguous::form_kind(content_type(session.req_header())) {
+            let checked = unambiguous::check_form_body(kind, bytes).and_then(|()| {
+                match (&route.binding.query, kind) {
+                    (Some(name), unambiguous::FormKind::UrlEncoded) => {
+                        isolation::check_form_params(name, &String::from_utf8_lossy(bytes), partner)
+                    }
+                    _ => Ok(()),
+                }
+            });
+            if let Err(reject) = checked {
+                if reject == isolation::PARTNER_MISMATCH {
+                    audit_suspicious(ctx, partner, &route.name, reject);
+                }
+                respond_problem(session, ctx, reject, None).await?;
+                return Ok(true);
+            }
+        }
         let mut parsed = None;
         if let Some(v) = &route.validation {
             let started = Instant::now();
@@ -260,6 +278,21 @@ impl Gateway {
                 if reject == isolation::PARTNER_MISMATCH {
                     audit_suspicious(ctx, partner, &route.name, reject);
                 }
+                respond_problem(session, ctx, reject, None).await?;
+                return Ok(true);
+            }
+        }
+        if unambiguous::is_json(content_type(session.req_header())) && !bytes.is_empty() {
+            // Laravel takes `_method` from a JSON body as the method.
+            let lenient;
+            let doc = match parsed.as_ref() {
+                Some(doc) => Some(doc),
+                None => {
+                    lenient = crate::body::parse_response(bytes, crate::body::MAX_DEPTH).ok();
+                    lenient.as_ref()
+                }
+            };
+            if let Err(reject) = doc.map_or(Ok(()), unambiguous::check_json_body) {
                 respond_problem(session, ctx, reject, None).await?;
                 return Ok(true);
             }
@@ -391,19 +424,9 @@ impl Gateway {
             };
             ctx.outcome = reject.code;
             let body = Bytes::from(problem::render(&reject, &ctx.request_id, None));
-            for name in [
-                "content-encoding",
-                "transfer-encoding",
-                "etag",
-                "last-modified",
-                "content-disposition",
-                "content-language",
-                "location",
-                "set-cookie",
-            ] {
-                resp.remove_header(name);
-            }
-            resp.set_status(reject.status)?;
+            // A withheld answer is built fresh: a header of the upstream's
+            // may be the very leak, or describe a body that is not sent.
+            *resp = ResponseHeader::build(reject.status, Some(8))?;
             resp.insert_header(CONTENT_TYPE, problem::CONTENT_TYPE)?;
             resp.insert_header(CONTENT_LENGTH, body.len().to_string())?;
             ctx.replacing = Some(Replacement {
@@ -496,10 +519,7 @@ fn audit_record(
     elapsed: Duration,
 ) -> Record {
     let req = session.req_header();
-    let mut path = ctx
-        .canonical_path
-        .clone()
-        .unwrap_or_else(|| req.uri.path().to_string());
+    let mut path = logged_path(ctx, req).to_string();
     if path.len() > AUDIT_PATH_MAX {
         let mut cut = AUDIT_PATH_MAX;
         while !path.is_char_boundary(cut) {
@@ -537,6 +557,15 @@ fn audit_record(
         tls_version: tls.as_ref().map(|t| t.0.clone()),
         tls_cipher: tls.map(|t| t.1),
     }
+}
+
+/// The path for the access log and the audit trail. A target refused for
+/// carrying a key is never written anywhere, in any encoding.
+fn logged_path<'a>(ctx: &'a RequestCtx, req: &'a pingora::http::RequestHeader) -> &'a str {
+    if ctx.outcome == unambiguous::KEY_IN_URL.code {
+        return "[redacted]";
+    }
+    ctx.canonical_path.as_deref().unwrap_or(req.uri.path())
 }
 
 /// Logs a request that reached for another partner's data.
@@ -637,8 +666,9 @@ struct Admitted {
 /// A refusal, with the `Allow` header value for 405s.
 type Refusal = (Reject, Option<String>);
 
-/// Protocol screening: framing, sizes, then the canonical path.
-fn screen(session: &Session, plan: &Plan) -> Result<String, Reject> {
+/// Protocol screening: framing, sizes, one meaning for target and
+/// headers, then the canonical path.
+fn screen(session: &Session, plan: &Plan, key_header: &str) -> Result<String, Reject> {
     let req = session.req_header();
     let header_bytes = match session.as_http1() {
         Some(h1) => {
@@ -652,6 +682,15 @@ fn screen(session: &Session, plan: &Plan) -> Result<String, Reject> {
     };
     let target_len = req.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
     protocol::check_sizes(target_len, header_bytes, &plan.limits)?;
+    if req
+        .uri
+        .authority()
+        .is_some_and(|a| unambiguous::holds_key(a.as_str().as_bytes()))
+    {
+        return Err(unambiguous::KEY_IN_URL);
+    }
+    unambiguous::check_target(req.uri.path_and_query().map_or("/", |pq| pq.as_str()))?;
+    unambiguous::check_headers(&req.headers, &credential::headers(key_header))?;
     path::normalise(req.uri.path()).map_err(|e| match e {
         path::PathError::Malformed => problem::BAD_PATH,
         path::PathError::Ambiguous => problem::AMBIGUOUS_PATH,
@@ -739,9 +778,33 @@ async fn respond_problem_with(
     if reject.status == 400 || reject.status == 431 || reject.status == 414 {
         session.set_keepalive(None);
     }
+    if let Some(guard) = session.stream().and_then(GuardedStream::of) {
+        guard.linger_on_close();
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
+    if session.is_http2() {
+        linger_for_body(session).await;
+    }
     Ok(())
+}
+
+/// After refusing an HTTP/2 request, reads (and drops) the rest of its
+/// body for a moment. Dropping a stream whose body is still arriving makes
+/// h2 reset it, and curl before 8.3 then reports a framing error instead
+/// of our answer; a body that ends in time needs no reset at all.
+async fn linger_for_body(session: &mut Session) {
+    const BUDGET: Duration = Duration::from_secs(1);
+    const MAX_BYTES: usize = 1 << 20;
+    let downstream = session.as_downstream_mut();
+    let deadline = tokio::time::Instant::now() + BUDGET;
+    let mut seen = 0;
+    while !downstream.is_body_done() && seen <= MAX_BYTES {
+        match tokio::time::timeout_at(deadline, downstream.read_request_body()).await {
+            Ok(Ok(Some(chunk))) => seen += chunk.len(),
+            _ => break,
+        }
+    }
 }
 
 /// Headers every response carries, whoever generated it.
@@ -760,12 +823,19 @@ pub(crate) fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::
 }
 
 /// The raw HTTP/1 response that replaces pingora's own answer when its
-/// parser refuses a request (see `conn_guard`).
-pub fn parser_refusal(plan: &Plan) -> Vec<u8> {
+/// parser refuses a request (see `conn_guard`). pingora cannot hold a
+/// target over 64 KiB, so a request line longer than the URI limit is
+/// answered as too long, whatever else pingora disliked.
+pub fn parser_refusal(plan: &Plan, request_line: usize) -> Vec<u8> {
     let request_id = request_id::generate();
-    let body = problem::render(&problem::BAD_REQUEST, &request_id, None);
+    let (reject, status_line) = if request_line > plan.limits.max_uri_bytes {
+        (problem::URI_TOO_LONG, "414 URI Too Long")
+    } else {
+        (problem::BAD_REQUEST, "400 Bad Request")
+    };
+    let body = problem::render(&reject, &request_id, None);
     let mut out = format!(
-        "HTTP/1.1 400 Bad Request\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\n\
+        "HTTP/1.1 {status_line}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\n\
          x-content-type-options: nosniff\r\nx-request-id: {request_id}\r\n{HSTS}: ",
         problem::CONTENT_TYPE,
         body.len(),
@@ -940,7 +1010,7 @@ impl ProxyHttp for Gateway {
             return Ok(true);
         }
 
-        let canonical = match screen(session, &plan) {
+        let canonical = match screen(session, &plan, &self.key_header) {
             Ok(c) => c,
             Err(reject) => {
                 respond_problem(session, ctx, reject, None).await?;
@@ -1036,6 +1106,15 @@ impl ProxyHttp for Gateway {
                 return Ok(true);
             }
         }
+        if !route.allow_body
+            && unambiguous::method_takes_no_body(&session.req_header().method)
+            && !session.is_body_empty()
+        {
+            // The unread body makes the connection unusable for another request.
+            session.set_keepalive(None);
+            respond_problem(session, ctx, unambiguous::BODY_NOT_ALLOWED, None).await?;
+            return Ok(true);
+        }
         if declared_length(session).is_some_and(|len| len > route.max_body_bytes) {
             // The unread body makes the connection unusable for another request.
             session.set_keepalive(None);
@@ -1052,7 +1131,10 @@ impl ProxyHttp for Gateway {
             }
         }
 
-        if route.buffers() {
+        // A form body is always read: frameworks merge its fields (`_method`,
+        // the bound parameter) into what they act on.
+        let form = unambiguous::form_kind(content_type(session.req_header()));
+        if route.buffers() || form.is_some() {
             return self
                 .forward_buffered(session, ctx, &plan, &route, &partner.id, new_target)
                 .await;
@@ -1190,7 +1272,7 @@ impl ProxyHttp for Gateway {
                     request_id = %ctx.request_id,
                     route = ctx.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str()),
                     status = replacing.status,
-                    body = %String::from_utf8_lossy(&replacing.excerpt),
+                    body = %minimise::log_safe(&replacing.excerpt),
                     "upstream answer withheld from the client"
                 );
             }
@@ -1290,7 +1372,7 @@ impl ProxyHttp for Gateway {
             request_id = %ctx.request_id,
             trace_id = %ctx.trace.trace_id,
             method = %session.req_header().method,
-            path = %session.req_header().uri.path(),
+            path = logged_path(ctx, session.req_header()),
             route,
             partner = ctx.partner.as_deref(),
             key_id = ctx.key_id.as_deref(),

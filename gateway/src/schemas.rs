@@ -205,7 +205,9 @@ pub fn coerce(value: &str, types: &[JsonType]) -> Value {
                     return Value::from(u);
                 }
             }
-            JsonType::Number => {
+            // A number the f64 cannot hold exactly stays a string: the
+            // schema then reports it, rather than judge a rounded value.
+            JsonType::Number if crate::json_bytes::number_text_exact(value) => {
                 if let Some(n) = value
                     .parse::<f64>()
                     .ok()
@@ -238,6 +240,15 @@ mod tests {
         assert_eq!(coerce("five", &[JsonType::Integer]), json!("five"));
         assert_eq!(coerce("1.5", &[JsonType::Integer]), json!("1.5"));
         assert_eq!(coerce("1.5", &[JsonType::Number]), json!(1.5));
+        for inexact in [
+            "1000.00000000000000001",
+            "1e-400",
+            "1e400",
+            "1.0000000000000000001",
+        ] {
+            assert_eq!(coerce(inexact, &[JsonType::Number]), json!(inexact));
+            assert_eq!(coerce(inexact, &[JsonType::Integer]), json!(inexact));
+        }
         assert_eq!(coerce("NaN", &[JsonType::Number]), json!("NaN"));
         assert_eq!(coerce("true", &[JsonType::Boolean]), json!(true));
         assert_eq!(

@@ -206,6 +206,9 @@ fn ensure_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
 pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     tls::install_crypto_policy();
     let loaded = config::load(config_path).map_err(|e| e.to_string())?;
+    for warning in &loaded.warnings {
+        tracing::warn!(target: "portcullis::config", "{warning}");
+    }
     let files = &loaded.settings.tls;
     let cert =
         tls::load_cert(&files.certificate, &files.private_key).map_err(|e| format!("tls: {e}"))?;
@@ -263,8 +266,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     options.h2_idle_timeout = Some(settings.http.keepalive_timeout);
     proxy.server_options = Some(options);
     let refusal_live = live.clone();
-    let refusal: crate::conn_guard::RefusalFactory =
-        Arc::new(move || crate::proxy::parser_refusal(&refusal_live.plan()));
+    let refusal: crate::conn_guard::RefusalFactory = Arc::new(move |request_line| {
+        crate::proxy::parser_refusal(&refusal_live.plan(), request_line)
+    });
     let guarded = ConnGuardApp::new(
         proxy,
         settings.http.header_timeout,

@@ -10,7 +10,7 @@ use jsonschema::Validator;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::body::{parse_strict, JsonError};
+use crate::body::parse_strict;
 use crate::problem::Reject;
 use crate::schemas::{coerce, PropertyType};
 
@@ -190,11 +190,7 @@ impl RouteValidation {
         if std::str::from_utf8(bytes).is_err() {
             return Err(BODY_NOT_UTF8.into());
         }
-        let doc = parse_strict(bytes, body.max_depth).map_err(|e| match e {
-            JsonError::Invalid | JsonError::DuplicateKey | JsonError::TooDeep => {
-                Invalid::from(e.reject())
-            }
-        })?;
+        let doc = parse_strict(bytes, body.max_depth).map_err(|e| Invalid::from(e.reject()))?;
         // Most bodies are valid: the boolean check skips building errors.
         if body.validator.is_valid(&doc) {
             return Ok(Some(doc));

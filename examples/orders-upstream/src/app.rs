@@ -98,6 +98,7 @@ impl AppState {
 /// wrong method gets 405 rather than 404.
 enum Endpoint<'a> {
     Echo,
+    Reply,
     Healthz,
     OpenApi,
     Slow,
@@ -112,6 +113,7 @@ impl<'a> Endpoint<'a> {
         let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
         let endpoint = match segments.as_slice() {
             ["echo", ..] => Self::Echo,
+            ["reply", ..] => Self::Reply,
             ["healthz"] => Self::Healthz,
             ["openapi.yaml"] => Self::OpenApi,
             ["slow"] => Self::Slow,
@@ -133,7 +135,7 @@ impl<'a> Endpoint<'a> {
     /// The `Allow` header value, or `None` when every method is accepted.
     fn allow(&self) -> Option<&'static str> {
         match self {
-            Self::Echo => None,
+            Self::Echo | Self::Reply => None,
             Self::Orders { .. } => Some("GET, HEAD, POST"),
             _ => Some("GET, HEAD"),
         }
@@ -162,6 +164,7 @@ async fn route(state: &AppState, parts: &Parts, body: Bytes, trace_id: &str) -> 
 
     match endpoint {
         Endpoint::Echo => echo(parts, &body),
+        Endpoint::Reply => reply(parts, body),
         Endpoint::Healthz => "ok".into_response(),
         Endpoint::OpenApi => {
             ([(CONTENT_TYPE, "application/yaml")], crate::OPENAPI_YAML).into_response()
@@ -256,6 +259,44 @@ fn echo(parts: &Parts, body: &[u8]) -> Response {
         "body": String::from_utf8_lossy(body),
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct ReplyQuery {
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    header: Option<String>,
+}
+
+/// Answers with the request's own body, byte for byte, so a test decides
+/// exactly what the "backend" says: `status` sets the status and `header`
+/// names a response header that carries the body's first line.
+fn reply(parts: &Parts, body: Bytes) -> Response {
+    let query = match Query::<ReplyQuery>::try_from_uri(&parts.uri) {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let status = query
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let content_type = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
+    let mut response = (status, [(CONTENT_TYPE, content_type)], body.clone()).into_response();
+    if let Some(name) = query.header {
+        let first_line = body.split(|&b| b == b'\n').next().unwrap_or_default();
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(first_line),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,9 @@
 //!
 //! - `ANY /echo[/...]`: 200 JSON `{"method", "path_and_query", "headers": {name: [values]},
 //!   "body_len", "body"}` (body as lossy UTF-8), i.e. what the upstream actually received.
+//! - `ANY /reply[/...]?status=N&header=NAME`: answers with the request body byte for byte
+//!   (status N, default 200; the request's `Content-Type`), and with the body's first line
+//!   as response header NAME when given: a test decides exactly what the backend says.
 //! - `GET /slow?ms=N`: answers `{"slept_ms": N}` after N ms (capped at 30000).
 //! - `GET /big?bytes=N`: N bytes (capped at 16 MiB) of `application/octet-stream` where
 //!   byte `i` is `(i % 251) as u8`.

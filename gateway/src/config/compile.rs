@@ -94,6 +94,8 @@ pub struct Route {
     pub binding: Binding,
     pub response_bind: Option<Pointer>,
     pub max_body_bytes: usize,
+    /// A body is accepted even on methods that carry none.
+    pub allow_body: bool,
     pub max_response_bytes: usize,
     pub validation: Option<RouteValidation>,
     pub fields: Option<Fields>,
@@ -144,6 +146,8 @@ pub struct Plan {
     pub body_timeout: Duration,
     pub client_io_timeout: Duration,
     pub partners: Partners,
+    /// Headers removed before forwarding: identity claims, and URL or
+    /// method overrides a framework behind us would act on.
     pub identity_headers: IdentityHeaders,
     pub response_headers: HeaderPatterns,
     pub replace_errors: ReplaceErrors,
@@ -160,6 +164,9 @@ pub struct Loaded {
     pub settings: GatewayFile,
     pub plan: Plan,
     pub sources: Vec<PathBuf>,
+    /// Valid but risky choices, reported by `check` and logged at start:
+    /// each makes a request with two readings possible again.
+    pub warnings: Vec<ConfigError>,
 }
 
 fn parse_yaml<T: DeserializeOwned>(path: &Path, errors: &mut ConfigErrors) -> Option<T> {
@@ -362,7 +369,17 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         dir: settings.schemas.clone(),
         loader: crate::schemas::Loader::new(schema_roots),
     };
-    let (router, routes) = compile_routes(&policies, &upstreams, &schemas, &mut errors);
+    let mut warnings = Vec::new();
+    let (router, routes) =
+        compile_routes(&policies, &upstreams, &schemas, &mut errors, &mut warnings);
+    if !settings.response.block_secrets {
+        warnings.push(ConfigError::new(
+            config_path,
+            None,
+            "response.block_secrets",
+            "off: an upstream answer carrying an API key or a private key reaches the partner",
+        ));
+    }
     let route_names = policies
         .iter()
         .flat_map(|(_, p)| p.routes.iter().map(|r| r.value.name.clone()))
@@ -396,7 +413,16 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         body_timeout: settings.http.body_timeout,
         client_io_timeout: settings.http.client_io_timeout,
         partners,
-        identity_headers: IdentityHeaders::new(&settings.identity.strip_headers),
+        identity_headers: IdentityHeaders::new(
+            &settings
+                .identity
+                .strip_headers
+                .iter()
+                .cloned()
+                .chain(crate::unambiguous::OVERRIDE_HEADERS.map(String::from))
+                .chain(settings.http.override_headers.iter().cloned())
+                .collect::<Vec<_>>(),
+        ),
         response_headers: HeaderPatterns::new(&settings.response.strip_headers),
         replace_errors: settings.response.replace_errors,
         block_secrets: settings.response.block_secrets,
@@ -409,6 +435,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         settings,
         plan,
         sources,
+        warnings,
     })
 }
 
@@ -552,6 +579,7 @@ fn compile_routes(
     (upstreams, invalid_upstreams): &Upstreams,
     schemas: &SchemaContext,
     errors: &mut ConfigErrors,
+    warnings: &mut Vec<ConfigError>,
 ) -> (Router<Route>, usize) {
     let mut router = Router::default();
     let mut names: HashMap<&str, &Path> = HashMap::new();
@@ -671,6 +699,17 @@ fn compile_routes(
                 errors.push(ConfigError::new(file, line, field("rate_limit"), msg));
                 continue;
             }
+            let body_checked =
+                binding.needs_body() || validation.as_ref().is_some_and(|v| v.body.is_some());
+            if spec.allow_body && !body_checked {
+                warnings.push(ConfigError::new(
+                    file,
+                    line,
+                    field("allow_body"),
+                    "bodies on GET, HEAD, DELETE, OPTIONS and TRACE reach the upstream unchecked; \
+                     add validate.body",
+                ));
+            }
             let route = Arc::new(Route {
                 name: spec.name.clone(),
                 upstream: upstream.clone(),
@@ -679,6 +718,7 @@ fn compile_routes(
                 binding,
                 response_bind,
                 max_body_bytes: spec.max_body_bytes,
+                allow_body: spec.allow_body,
                 max_response_bytes: spec.max_response_bytes,
                 validation,
                 fields,
@@ -775,6 +815,12 @@ fn compile_binding(spec: &BindSpec, template: &str) -> Result<Binding, (&'static
     }
     let header = match &spec.header {
         None => None,
+        Some(h) if h.contains('_') => {
+            return Err((
+                "bind.header",
+                format!("{h:?}: header names with '_' are refused by the gateway, so this binding could never match"),
+            ))
+        }
         Some(h) => Some(
             http::HeaderName::from_bytes(h.as_bytes())
                 .map_err(|_| ("bind.header", format!("{h:?} is not a header name")))?,

@@ -223,6 +223,13 @@ pub struct HttpSettings {
     /// Offer HTTP/2 by ALPN on the HTTPS listener.
     #[serde(default = "default_true")]
     pub h2: bool,
+    /// More request headers through which your backends rewrite the URL
+    /// or override the method. They are removed before forwarding, in
+    /// addition to the built-in list (`X-Original-URL`, `X-Rewrite-URL`,
+    /// `X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`, …),
+    /// which always applies. A trailing `*` matches any suffix.
+    #[serde(default)]
+    pub override_headers: Vec<String>,
 }
 
 fn default_header_timeout() -> Duration {
@@ -258,6 +265,7 @@ impl Default for HttpSettings {
             max_uri_bytes: default_max_uri_bytes(),
             trust_request_id: true,
             h2: true,
+            override_headers: Vec::new(),
         }
     }
 }
@@ -705,6 +713,12 @@ pub struct RouteSpec {
     /// Largest request body accepted; bigger ones get 413.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+    /// Accept a request body on GET, HEAD, DELETE, OPTIONS and TRACE.
+    /// Refused by default (400 `body_not_allowed`): backends disagree on
+    /// whether such a body exists, and one that reads it acts on bytes no
+    /// check looked at.
+    #[serde(default)]
+    pub allow_body: bool,
     /// Largest response buffered for `response_bind`; bigger ones get 502.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,

@@ -96,6 +96,8 @@ pub fn import(
                 bind: BindSpec::default(),
                 response_bind: None,
                 max_body_bytes: spec.max_body_bytes,
+                // The document declares a body for this operation.
+                allow_body: validate.body.is_some(),
                 max_response_bytes: 4 * 1024 * 1024,
                 validate: Some(validate),
                 response: None,

@@ -46,7 +46,6 @@ async fn query_and_header_bindings_accept_only_the_caller() {
         "/echo/query?partner=globex",
         "/echo/query?partner=acme&partner=globex",
         "/echo/query?partner=globex&partner=acme",
-        "/echo/query?Partner=globex&partner=acme",
         "/echo/query?p%61rtner=globex&partner=acme",
         "/echo/query?partner=acme;partner=globex",
         "/echo/query?partner=ACME",
@@ -77,7 +76,17 @@ async fn query_and_header_bindings_accept_only_the_caller() {
         up.recorder.requests()
     );
 
-    let ok = raw_request(&gw, &get("/echo/query?partner=acme&partner=%61cme", ""))
+    // A repeat, even of the caller's id, has no single reading (qs makes it
+    // an array), nor has another spelling (ASP.NET reads `Partner`, PHP
+    // does not): refused before either reaches the upstream.
+    for q in ["partner=acme&partner=%61cme", "Partner=globex&partner=acme"] {
+        let resp = raw_request(&gw, &get(&format!("/echo/query?{q}"), ""))
+            .await
+            .unwrap();
+        assert_problem(&resp, 400, "ambiguous_parameter");
+    }
+    assert!(up.recorder.is_empty());
+    let ok = raw_request(&gw, &get("/echo/query?partner=%61cme", ""))
         .await
         .unwrap();
     assert_eq!(ok.status, 200);
