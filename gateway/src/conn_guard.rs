@@ -63,8 +63,11 @@ pub struct GuardedStream {
     /// whether its end has been seen.
     request_line: usize,
     request_line_done: bool,
-    /// Read what the client still sends before closing (see `shutdown`).
+    /// Read what the client still sends before closing (see `poll_linger`).
     linger: std::sync::atomic::AtomicBool,
+    /// The end of the lingering read, once it started; `None` after it.
+    linger_until: Option<Pin<Box<Sleep>>>,
+    linger_done: bool,
 }
 
 impl std::fmt::Debug for GuardedStream {
@@ -96,6 +99,8 @@ impl GuardedStream {
             request_line: 0,
             request_line_done: false,
             linger: std::sync::atomic::AtomicBool::new(false),
+            linger_until: None,
+            linger_done: false,
         }
     }
 
@@ -263,6 +268,8 @@ impl AsyncWrite for GuardedStream {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // pingora closes through `AsyncWriteExt::shutdown`, which lands here.
+        std::task::ready!(self.poll_linger(cx));
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
     fn poll_write_vectored(
@@ -281,32 +288,51 @@ impl AsyncWrite for GuardedStream {
     }
 }
 
-/// How long, and how much, a lingering close reads before it gives up.
-const LINGER_TIME: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1 << 20;
+/// How long a lingering close reads before it gives up (nginx's
+/// `lingering_time` is 30 s; a refused upload on a real link finishes in
+/// far less, and the time bound alone caps what a client can make us read).
+const LINGER_TIME: Duration = Duration::from_secs(2);
 
 #[async_trait]
 impl Shutdown for GuardedStream {
     async fn shutdown(&mut self) {
-        self.inner.shutdown().await;
-        // Closing a socket with unread input makes the kernel send a reset,
-        // which can destroy our refusal before the client has read it (why
-        // nginx closes lingeringly). So after a refusal the rest of what the
-        // client sends is read and dropped, bounded in time and bytes.
-        if !self.linger.load(Ordering::Acquire) || self.phase.load(Ordering::Acquire) == TIMED_OUT {
-            return;
+        let _ = std::future::poll_fn(|cx| self.poll_linger(cx)).await;
+        self.inner.shutdown().await
+    }
+}
+
+impl GuardedStream {
+    /// Closing a socket with unread input makes the kernel send a reset,
+    /// which can destroy our refusal before the client has read it (why
+    /// nginx closes lingeringly). So after a refusal, a close first reads
+    /// and drops what the client still sends, until it closes its end or
+    /// `LINGER_TIME` passes; the answer is already out by then.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.linger_done
+            || !self.linger.load(Ordering::Acquire)
+            || self.phase.load(Ordering::Acquire) == TIMED_OUT
+        {
+            return Poll::Ready(());
         }
-        let drain = async {
-            let mut scratch = [0u8; 16 * 1024];
-            let mut seen = 0;
-            while seen < LINGER_BYTES {
-                match tokio::io::AsyncReadExt::read(&mut self.inner, &mut scratch).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => seen += n,
+        let until = self
+            .linger_until
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(LINGER_TIME)));
+        if until.as_mut().poll(cx).is_ready() {
+            self.linger_done = true;
+            return Poll::Ready(());
+        }
+        let mut scratch = [0u8; 16 * 1024];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(_) => {
+                    self.linger_done = true;
+                    return Poll::Ready(());
                 }
+                Poll::Pending => return Poll::Pending,
             }
-        };
-        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        }
     }
 }
 

@@ -184,7 +184,7 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n\n  # refused by the gateway, never reaching the upstream (problem+json with a stable code)\
          \n  {c} -i {base}/partners/acme/orders                                  # 401 key_missing\
          \n  {c} -i -H 'X-API-Key: ptc_live_not-a-key' {base}/partners/acme/orders   # 401 key_malformed\
-         \n  {c} -i '{base}/partners/acme/orders?api_key={acme}'   # 400 key_in_query\
+         \n  {c} -i '{base}/partners/acme/orders?api_key={acme}'   # 400 key_in_url\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/globex/orders   # 403 partner_mismatch\
          \n  {c} -i -H 'X-API-Key: {globex}' -X POST -H 'content-type: application/json' -d '{{}}' {base}/partners/globex/orders   # 403 scope_denied (globex may only read)\
          \n  {c} -i -H 'X-API-Key: {acme}' -X POST -H 'content-type: application/json' -d '{{\"sku\":\"BOLT-7\",\"quantity\":0}}' {base}/partners/acme/orders   # 400 schema_violation\

@@ -97,9 +97,13 @@ async fn missing_malformed_unknown_and_misplaced_keys_are_refused() {
     let in_query =
         format!("GET /partners/acme/orders?api_key={acme} HTTP/1.1\r\nHost: gateway.test\r\n\r\n");
     let resp = raw_request_as_is(&gw, in_query.as_bytes()).await.unwrap();
-    assert_problem(&resp, 400, "key_in_query");
+    assert_problem(&resp, 400, "key_in_url");
     let in_query = format!("GET /partners/acme/orders?q={acme} HTTP/1.1\r\nHost: gateway.test\r\nX-API-Key: {acme}\r\n\r\n");
     let resp = raw_request_as_is(&gw, in_query.as_bytes()).await.unwrap();
+    assert_problem(&resp, 400, "key_in_url");
+    // A credential parameter that is not key-shaped is still no place for one.
+    let named = format!("GET /partners/acme/orders?api_key=secret HTTP/1.1\r\nHost: gateway.test\r\nX-API-Key: {acme}\r\n\r\n");
+    let resp = raw_request_as_is(&gw, named.as_bytes()).await.unwrap();
     assert_problem(&resp, 400, "key_in_query");
 
     // Unauthenticated clients learn nothing about which routes exist.

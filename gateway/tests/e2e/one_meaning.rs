@@ -18,15 +18,25 @@ pub fn policy(upstream: &str) -> String {
          \x20 - name: by-body\n    methods: [POST]\n    path: /echo/body\n    upstream: up\n    bind:\n      body: /order/partner\n\
          \x20 - name: echo\n    methods: [GET, POST, DELETE]\n    path: /echo/plain\n    upstream: up\n\
          \x20 - name: echo-with-body\n    methods: [GET, DELETE]\n    path: /echo/search\n    upstream: up\n    allow_body: true\n\
-         \x20 - name: reply\n    methods: [POST]\n    path: /reply\n    upstream: up\n"
+         \x20 - name: reply\n    methods: [POST]\n    path: /reply\n    upstream: up\n\
+         \x20 - name: filtered\n    methods: [POST]\n    path: /reply/filtered\n    upstream: up\n\
+         \x20   response:\n      deny: [/internal, /items/*/cost]\n\
+         \x20 - name: validated\n    methods: [GET, POST]\n    path: /echo/validated\n    upstream: up\n\
+         \x20   validate:\n      body: {{type: object, properties: {{quantity: {{type: integer, maximum: 1000}}, price: {{type: number, maximum: 1000}}}}}}\n      body_required: false\n\
+         \x20     query:\n        type: object\n        properties:\n          limit: {{type: number, maximum: 1000}}\n"
     )
 }
 
 async fn start_with_http(http: &str) -> (Upstream, Gateway) {
+    start_with(http, "").await
+}
+
+async fn start_with(http: &str, extra: &str) -> (Upstream, Gateway) {
     let up = Upstream::start().await;
     let mut config = GatewayConfig::orders(&up.url());
     config.policies = vec![("meaning.yaml".into(), policy(&up.url()))];
     config.http = http.to_string();
+    config.extra = extra.to_string();
     let gw = Gateway::start(config).await;
     (up, gw)
 }
@@ -428,4 +438,232 @@ async fn targets_past_pingoras_parser_limit_are_too_long_not_malformed() {
         assert_problem(&resp, 414, "uri_too_long");
     }
     assert_upstream_saw_nothing(&up, "long target");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_are_checked_exactly_or_refused() {
+    let (up, gw) = start().await;
+    for body in [
+        r#"{"quantity": 1.0000000000000000001}"#,
+        r#"{"price": 1000.00000000000000001}"#,
+        r#"{"quantity": 12345678901234567890123}"#,
+        r#"{"price": 1e-400}"#,
+    ] {
+        let resp = raw_request(&gw, &post("/echo/validated", "application/json", body))
+            .await
+            .unwrap();
+        assert_problem(&resp, 400, "number_not_exact");
+        let h2 = h2_raw(
+            &gw,
+            "POST",
+            "/echo/validated",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+        .await;
+        h2_problem(&h2, 400, "number_not_exact");
+    }
+    // A query parameter typed as a number is held to the same rule.
+    let resp = raw_request(
+        &gw,
+        &get("/echo/validated?limit=1000.00000000000000001", ""),
+    )
+    .await
+    .unwrap();
+    assert_problem(&resp, 400, "schema_violation");
+    assert_upstream_saw_nothing(&up, "inexact number");
+    for body in [
+        r#"{"quantity": 1000, "price": 999.99}"#,
+        r#"{"price": 1.10}"#,
+    ] {
+        let resp = raw_request(&gw, &post("/echo/validated", "application/json", body))
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status,
+            200,
+            "{body}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    let resp = raw_request(&gw, &get("/echo/validated?limit=999.5", ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_field_filter_passes_what_it_keeps_byte_for_byte() {
+    let (_up, gw) = start().await;
+    let sent = "{\n  \"z\": 12345678901234567890123,\n  \"internal\": {\"cost\": 1},\n  \"d\": 0.123456789012345678901234567890123456,\n  \"tiny\": 1e-400, \"p\": 1.10,\n  \"a\": \"caf\\u00e9 \\/\",\n  \"items\": [{\"sku\": \"A\", \"cost\": 3}, {\"cost\": 4, \"sku\": \"B\"}],\n  \"b\": 2\n}";
+    let kept = "{\n  \"z\": 12345678901234567890123,\n  \"d\": 0.123456789012345678901234567890123456,\n  \"tiny\": 1e-400, \"p\": 1.10,\n  \"a\": \"caf\\u00e9 \\/\",\n  \"items\": [{\"sku\": \"A\"}, { \"sku\": \"B\"}],\n  \"b\": 2\n}";
+    let resp = raw_request(&gw, &post("/reply/filtered", "application/json", sent))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(String::from_utf8_lossy(&resp.body), kept);
+    let h2 = h2_raw(
+        &gw,
+        "POST",
+        "/reply/filtered",
+        &[("content-type", "application/json")],
+        sent.as_bytes(),
+    )
+    .await;
+    assert_eq!(String::from_utf8_lossy(&h2.1), kept);
+}
+
+/// An HTTP/2 frame header: length, type, flags, stream id.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    out.extend_from_slice(&stream.to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_prefaces_and_header_blocks_are_due_within_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let (up, gw) = start_with_http("  header_timeout: 600ms\n").await;
+    let h2 = || raw_tls_to(gw.https, gw.pki.roots(), vec![b"h2".to_vec()]);
+    // One byte of the preface, then nothing.
+    let mut s = h2().await;
+    s.write_all(b"P").await.unwrap();
+    s.flush().await.unwrap();
+    assert!(
+        closed_by_peer(&mut s, std::time::Duration::from_secs(10)).await,
+        "a stalled preface holds the connection"
+    );
+    // A header block trickled one CONTINUATION at a time, each well within
+    // any per-read timeout.
+    let mut s = h2().await;
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend(frame(0x4, 0, 0, &[]));
+    // HEADERS on stream 1 without END_HEADERS (:method GET, indexed).
+    start.extend(frame(0x1, 0x1, 1, &[0x82]));
+    s.write_all(&start).await.unwrap();
+    s.flush().await.unwrap();
+    let mut cut_after = None;
+    for i in 0..40 {
+        // A literal header with a new name each time (x-00, x-01, …).
+        let name = format!("x-{i:02}");
+        let mut field = vec![0x00, name.len() as u8];
+        field.extend_from_slice(name.as_bytes());
+        field.extend_from_slice(&[0x01, b'1']);
+        let sent = s.write_all(&frame(0x9, 0, 1, &field)).await.is_ok() && s.flush().await.is_ok();
+        if !sent || closed_by_peer(&mut s, std::time::Duration::from_millis(200)).await {
+            cut_after = Some(i);
+            break;
+        }
+    }
+    let cut_after = cut_after.expect("a trickled header block holds the connection");
+    assert!(
+        cut_after >= 1,
+        "cut before the deadline: after {cut_after} frames"
+    );
+    assert_upstream_saw_nothing(&up, "h2 slow headers");
+    let ok = h2_raw(&gw, "GET", "/partners/acme/orders", &[], b"").await;
+    assert_eq!(ok.0, 200);
+    let cut = gw.metric("portcullis_header_timeouts_total").await;
+    assert!(cut >= 2.0, "{cut} header timeouts counted");
+}
+
+/// Runs Debian's curl against the gateway: (exit code, body, status, version).
+fn curl(gw: &Gateway, args: &[&str], path: &str) -> (i32, String, String) {
+    let ca = gw.path("test-ca.pem");
+    if !ca.exists() {
+        std::fs::write(&ca, &gw.pki.ca_pem).unwrap();
+    }
+    let port = gw.https.port();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(&ca)
+        .args(["--resolve", &format!("{HOST}:{port}:127.0.0.1")])
+        .args(args)
+        .args(["-w", "\n%{http_code} %{http_version}"])
+        .arg(format!("https://{HOST}:{port}{path}"))
+        .output()
+        .expect("curl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_always_receives_the_refusal_of_a_post() {
+    // Fifty wrong keys from one address would otherwise block it.
+    let (up, gw) = start_with("", "abuse:\n  auth_failures:\n    per_client: 1000\n").await;
+    let globex = format!("X-API-Key: {}", gw.key("globex"));
+    let acme = format!("X-API-Key: {}", gw.key("acme"));
+    let cases: [(&str, &str, &str, &str); 3] = [
+        (
+            "X-API-Key: ptc_live_wrong",
+            "/partners/acme/orders",
+            "401",
+            "key_malformed",
+        ),
+        (&globex, "/partners/acme/orders", "403", "partner_mismatch"),
+        (
+            &acme,
+            "/partners/acme/orders?_method=DELETE",
+            "400",
+            "method_override",
+        ),
+    ];
+    for (key, path, status, code) in cases {
+        for version in ["--http2", "--http1.1"] {
+            for run in 0..25 {
+                let (exit, out, err) = curl(
+                    &gw,
+                    &[
+                        version,
+                        "-X",
+                        "POST",
+                        "--data",
+                        r#"{"a":"x"}"#,
+                        "-H",
+                        key,
+                        "-H",
+                        "Content-Type: application/json",
+                    ],
+                    path,
+                );
+                assert_eq!(exit, 0, "{version} run {run} {path}: curl failed: {err}");
+                let expected_version = if version == "--http2" { "2" } else { "1.1" };
+                assert!(
+                    out.ends_with(&format!("\n{status} {expected_version}")),
+                    "{version} run {run}: {out}"
+                );
+                assert!(out.contains(&format!("\"code\":\"{code}\"")), "{out}");
+            }
+        }
+    }
+    // A body refused unread on a connection that must close is still answered.
+    let big = "x".repeat(4 << 20);
+    let file = gw.path("big.json");
+    std::fs::write(&file, big).unwrap();
+    let data = format!("@{}", file.display());
+    for run in 0..10 {
+        let (exit, out, err) = curl(
+            &gw,
+            &[
+                "--http1.1",
+                "-H",
+                "Expect:",
+                "-H",
+                &acme,
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &data,
+            ],
+            "/partners/acme/orders",
+        );
+        assert_eq!(exit, 0, "run {run}: curl failed: {err}");
+        assert!(out.ends_with("\n413 1.1"), "run {run}: {out}");
+    }
+    assert_upstream_saw_nothing(&up, "refused POSTs");
 }

@@ -84,14 +84,16 @@ async fn an_in_place_upgrade_refuses_nothing_and_keeps_one_audit_chain() {
     )
     .await;
 
+    // The traffic stops before the rotation below, which (rightly) ends
+    // the key it uses at once.
+    stop.store(true, Ordering::SeqCst);
+    let seen = traffic.await.unwrap();
     // The new process is the gateway now: it serves and changes keys.
     let (status, rotated) = gw
         .admin_api("POST", "/v1/keys/acme/primary/rotate", None)
         .await;
     assert_eq!(status, 200, "{rotated}\n{}", new_log());
     let fresh = rotated["key"].as_str().unwrap().to_string();
-    stop.store(true, Ordering::SeqCst);
-    let seen = traffic.await.unwrap();
     let failed: Vec<_> = seen.iter().filter(|s| !matches!(s, Ok(200))).collect();
     assert!(
         failed.is_empty(),
