@@ -19,7 +19,10 @@ if ((${#missing[@]})); then
   apt-get update -q >/dev/null
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
-command -v oha >/dev/null || cargo install oha --locked --version 1.16.0
+# oha measures latency only; `--latency-seconds 0` needs none.
+if [[ " $* " != *" --latency-seconds 0 "* ]]; then
+  command -v oha >/dev/null || cargo install oha --locked --version 1.16.0
+fi
 if (($(nproc) < 2)); then
   echo "compare needs at least 2 CPUs (one for the servers, one for the load)" >&2
   exit 1

@@ -710,7 +710,11 @@ fn route(session: &Session, plan: &Plan, canonical: String) -> Result<Admitted, 
                 (problem::METHOD_NOT_ALLOWED, Some(allow.join(", ")))
             }
         })?;
-    let new_target = if canonical != req.uri.path() || req.uri.authority().is_some() {
+    // pingora parses an absolute-form target into a path-only URI but keeps
+    // the raw bytes, which it would send (with the authority rewritten to
+    // the upstream's): a target that is not origin-form is always rebuilt.
+    let origin_form = req.raw_path().starts_with(b"/") && req.uri.authority().is_none();
+    let new_target = if canonical != req.uri.path() || !origin_form {
         Some(match req.uri.query() {
             Some(q) => format!("{canonical}?{q}"),
             None => canonical,

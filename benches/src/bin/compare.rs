@@ -21,7 +21,10 @@
 //!
 //! Run `benches/compare.sh` (installs the tools, builds, then runs this
 //! with its arguments): `--seconds 5 --rounds 3 --latency-seconds 30
-//! --connections 32 --idle 10000 --keys 10000`.
+//! --connections 32 --idle 10000 --keys 10000`. `--latency-seconds 0`
+//! measures throughput only; `BASELINE_PORTCULLIS_BIN=<binary>` adds a
+//! second Portcullis build (bare and full) to the same rounds and prints
+//! each build's throughput against it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -84,6 +87,7 @@ impl Options {
             }
         }
         if o.rounds == 0 || o.seconds == 0 || o.connections < 8 {
+            // `--latency-seconds 0` measures throughput only.
             return Err("--rounds and --seconds must be positive, --connections ≥ 8".into());
         }
         Ok(o)
@@ -127,9 +131,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn require_tools() -> Result<(), String> {
+fn require_tools(o: &Options) -> Result<(), String> {
     let missing: Vec<&str> = ["wrk", "h2load", "oha", "nginx", "haproxy", "taskset"]
         .into_iter()
+        // oha only measures latency.
+        .filter(|tool| *tool != "oha" || o.latency_seconds > 0)
         .filter(|tool| {
             std::process::Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -221,7 +227,7 @@ async fn check_job(ca_pem: &str, target: &Target, key: &str) -> Result<(), Strin
                 headers.get("x-api-key").is_some()
             ));
         }
-    } else if target.name != "portcullis full" {
+    } else if !target.name.ends_with(" full") {
         return Err(format!("{}: the echo has no headers", target.name));
     }
     Ok(())
@@ -310,7 +316,7 @@ fn ms(seconds: f64) -> String {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), String> {
     let o = Options::parse()?;
-    require_tools()?;
+    require_tools(&o)?;
     let gateway = release_binary()?;
     let upstream_bin = built_binary(
         "orders-upstream",
@@ -362,6 +368,32 @@ async fn main() -> Result<(), String> {
         &launcher,
     )
     .await?;
+
+    // Another build of Portcullis (today's main, say) measured in the same
+    // run, so a change's cost is a ratio, not two runs' absolute numbers.
+    let baseline = match std::env::var_os("BASELINE_PORTCULLIS_BIN") {
+        None => None,
+        Some(bin) => {
+            let bin = std::path::PathBuf::from(bin);
+            let bare = start_with(
+                &bin,
+                &ca,
+                upstream_addr,
+                "audit:\n  output: off\n",
+                &launcher,
+            )
+            .await?;
+            let full = start_with(
+                &bin,
+                &ca,
+                upstream_addr,
+                "audit:\n  output: file\n  path: audit.log\n",
+                &launcher,
+            )
+            .await?;
+            Some((bare, full))
+        }
+    };
 
     // The peers' maps hold the bare gateway's key among `keys` others.
     let mut entries = vec![(bare.key.clone(), "acme".to_string())];
@@ -415,7 +447,7 @@ async fn main() -> Result<(), String> {
         pid: peer.pid(),
         tls: Some(addr),
     };
-    let targets = [
+    let mut targets = vec![
         Target {
             name: "direct upstream",
             request: request(format!("http://{upstream_addr}"), "/echo/bare", None),
@@ -429,6 +461,10 @@ async fn main() -> Result<(), String> {
         gateway_target("portcullis bare", &bare, "/echo/streamed"),
         gateway_target("portcullis full", &full, "/echo/full"),
     ];
+    if let Some((bare, full)) = &baseline {
+        targets.push(gateway_target("baseline bare", bare, "/echo/streamed"));
+        targets.push(gateway_target("baseline full", full, "/echo/full"));
+    }
     for target in &targets[1..] {
         check_job(&ca_pem, target, target.key()).await?;
     }
@@ -465,6 +501,11 @@ async fn main() -> Result<(), String> {
         )
     };
 
+    if o.latency_seconds == 0 {
+        throughput_report(&o, &targets, &results, &capacity);
+        drop((bare, full, baseline, nginx, haproxy, floor, upstream));
+        return Ok(());
+    }
     for (m, mode) in Mode::ALL.iter().enumerate() {
         let mut runs: Vec<(String, &Target, f64)> = targets
             .iter()
@@ -543,8 +584,50 @@ async fn main() -> Result<(), String> {
     }
 
     report(&o, &targets, &results, &capacity, &peaks, &idle_rows);
-    drop((bare, full, nginx, haproxy, floor, upstream));
+    drop((bare, full, baseline, nginx, haproxy, floor, upstream));
     Ok(())
+}
+
+/// Throughput alone (`--latency-seconds 0`), with each Portcullis build
+/// against the baseline build when one ran.
+fn throughput_report(
+    o: &Options,
+    targets: &[Target],
+    results: &Results,
+    capacity: &dyn Fn(&Results, usize, usize) -> f64,
+) {
+    println!(
+        "\n{} s throughput rounds × {}, alternating; {} connections (HTTP/2: {} × 8 streams)",
+        o.seconds,
+        o.rounds,
+        o.connections,
+        o.connections / 8
+    );
+    for (m, mode) in Mode::ALL.iter().enumerate() {
+        println!("\n#### {}\n", mode.label());
+        println!("| server | req/s (median) | vs direct | CPU s / 100k req |");
+        println!("| --- | --- | --- | --- |");
+        let floor = capacity(results, m, DIRECT);
+        for (t, target) in targets.iter().enumerate() {
+            let rate = capacity(results, m, t);
+            let cpu = median(results.rounds[&(m, t)].iter().map(|(_, c)| *c).collect());
+            println!(
+                "| {} | {rate:.0} | {:.2} | {cpu:.2} |",
+                target.name,
+                rate / floor
+            );
+        }
+        if targets.len() > FULL + 2 {
+            for (t, b) in [(BARE, FULL + 1), (FULL, FULL + 2)] {
+                println!(
+                    "\n{} / {}: {:.3}",
+                    targets[t].name,
+                    targets[b].name,
+                    capacity(results, m, t) / capacity(results, m, b)
+                );
+            }
+        }
+    }
 }
 
 fn report(

@@ -181,8 +181,12 @@ pub struct Gateway {
     log: Arc<Mutex<String>>,
 }
 
+/// The gateway under test: this build's, or another build named by
+/// `PORTCULLIS_TEST_BIN` (to show which tests an older build fails).
 pub fn binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+    std::env::var_os("PORTCULLIS_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_portcullis")))
 }
 
 impl Gateway {
