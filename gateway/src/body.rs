@@ -99,13 +99,27 @@ fn parse(bytes: &[u8], max_depth: usize, fold_keys: bool) -> Result<Value, JsonE
     Ok(value)
 }
 
+/// Whether `key` equals, under case folding but not exactly, a key seen
+/// before in this object (exact repeats are the duplicate check's).
+fn collides(
+    key: &str,
+    seen: &Map<String, Value>,
+    folded: &mut Option<std::collections::HashSet<String>>,
+) -> bool {
+    let plain = key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase());
+    if plain {
+        return folded.as_ref().is_some_and(|f| f.contains(key));
+    }
+    let fold = fold_key(key);
+    let same_as_plain = fold != key && seen.contains_key(&fold);
+    let repeated = !folded.get_or_insert_with(Default::default).insert(fold);
+    same_as_plain || (repeated && !seen.contains_key(key))
+}
+
 /// A key as case-insensitive binders compare it: Unicode simple case
 /// folding, approximated by upper- then lower-casing, which also maps the
 /// Kelvin sign to `k` and the long s to `s` as Go's `EqualFold` does.
 fn fold_key(key: &str) -> String {
-    if key.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
-        return key.to_owned();
-    }
     key.chars()
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
@@ -189,9 +203,11 @@ impl<'de> Visitor<'de> for Strict {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let inner = self.nested()?;
         let mut out = Map::new();
-        let mut folded = std::collections::HashSet::new();
+        // Folded forms of the keys that fold to something else; a key that
+        // is its own fold (lower-case ASCII, the common case) costs nothing.
+        let mut folded: Option<std::collections::HashSet<String>> = None;
         while let Some(key) = map.next_key::<String>()? {
-            if inner.fold_keys && !folded.insert(fold_key(&key)) && !out.contains_key(&key) {
+            if inner.fold_keys && collides(&key, &out, &mut folded) {
                 return Err(A::Error::custom(CASE_MARK));
             }
             let value = map.next_value_seed(inner)?;
