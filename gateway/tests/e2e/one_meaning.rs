@@ -169,6 +169,12 @@ async fn method_override_fields_are_refused() {
     )
     .await;
     h2_problem(&h2, 400, "method_override");
+    // Laravel also takes it from a JSON body (read here: the route binds it).
+    let json = r#"{"order":{"partner":"acme"},"_method":"DELETE"}"#;
+    let resp = raw_request(&gw, &post("/echo/body", "application/json", json))
+        .await
+        .unwrap();
+    assert_problem(&resp, 400, "method_override");
     assert_upstream_saw_nothing(&up, "method override");
     // A form without the override still goes through, whole.
     let resp = raw_request(
