@@ -10,7 +10,9 @@
 //!   answers with a bare 400 carrying `Server: Pingora`, before any hook of
 //!   ours runs. Anything written while a header is still being read can
 //!   only be that answer, so the guard replaces it with our problem+json
-//!   400 (with HSTS and a request id, without a version banner).
+//!   400 (with HSTS and a request id, without a version banner). Over
+//!   HTTP/2, pingora's one bare 400 (a confused authority) is swapped the
+//!   same way, frame by frame, by `h2_refusal`.
 
 use std::future::Future;
 use std::io;
@@ -33,6 +35,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 use crate::h2_clock::{Deadline, H2HeaderClock};
+use crate::h2_refusal::{self, ClientFrames, Outbound};
 
 const WAITING_FOR_REQUEST: u8 = 0;
 const READING_HEADER: u8 = 1;
@@ -44,10 +47,33 @@ const TIMED_OUT: u8 = 3;
 /// target too long for pingora's parser is a 414, not a malformed request.
 pub type RefusalFactory = Arc<dyn Fn(usize) -> Vec<u8> + Send + Sync>;
 
+/// Builds our answer in place of pingora's bare HTTP/2 400.
+pub type H2RefusalFactory = Arc<dyn Fn() -> h2_refusal::Answer + Send + Sync>;
+
+/// What the guard answers in place of pingora's own refusals.
+#[derive(Clone)]
+pub struct Refusals {
+    pub http1: RefusalFactory,
+    pub h2: H2RefusalFactory,
+}
+
+/// An HTTP/2 connection's output on its way through the guard.
+struct H2Output {
+    client: ClientFrames,
+    outbound: Outbound,
+    /// Rewritten output not yet written to the connection, from `written` on.
+    pending: Vec<u8>,
+    written: usize,
+    /// Held output passed its limit: the connection is given up on.
+    broken: bool,
+}
+
 pub struct GuardedStream {
     inner: Stream,
     on_timeout: IntCounter,
     refusal: RefusalFactory,
+    h2_refusal: H2RefusalFactory,
+    h2_output: Option<Box<H2Output>>,
     /// Bytes of our refusal not yet written; `Some` once a refusal started.
     refusal_pending: Option<(Vec<u8>, usize)>,
     phase: AtomicU8,
@@ -84,12 +110,14 @@ impl GuardedStream {
         inner: Stream,
         timeout: Duration,
         on_timeout: IntCounter,
-        refusal: RefusalFactory,
+        refusals: Refusals,
     ) -> Self {
         GuardedStream {
             inner,
             on_timeout,
-            refusal,
+            refusal: refusals.http1,
+            h2_refusal: refusals.h2,
+            h2_output: None,
             refusal_pending: None,
             phase: AtomicU8::new(READING_HEADER),
             timeout,
@@ -109,12 +137,19 @@ impl GuardedStream {
         inner: Stream,
         timeout: Duration,
         on_timeout: IntCounter,
-        refusal: RefusalFactory,
+        refusals: Refusals,
     ) -> Self {
         GuardedStream {
             h2: true,
             clock: Some(H2HeaderClock::new()),
-            ..GuardedStream::new(inner, timeout, on_timeout, refusal)
+            h2_output: Some(Box::new(H2Output {
+                client: ClientFrames::new(),
+                outbound: Outbound::new(),
+                pending: Vec::new(),
+                written: 0,
+                broken: false,
+            })),
+            ..GuardedStream::new(inner, timeout, on_timeout, refusals)
         }
     }
 
@@ -186,6 +221,9 @@ impl AsyncRead for GuardedStream {
                     Deadline::Keep => {}
                     Deadline::Disarm => this.phase.store(HEADER_DONE, Ordering::Release),
                 }
+            }
+            if matches!(result, Poll::Ready(Ok(()))) {
+                this.observe_client(cx, &buf.filled()[before..]);
             }
             return result;
         }
@@ -259,15 +297,20 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.h2_output.is_some() {
+            return self.poll_write_h2(cx, buf);
+        }
         if self.answering_refused_request() {
             return self.poll_write_refusal(cx, buf.len());
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain_h2(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_drain_h2(cx))?;
         // pingora closes through `AsyncWriteExt::shutdown`, which lands here.
         std::task::ready!(self.poll_linger(cx));
         Pin::new(&mut self.inner).poll_shutdown(cx)
@@ -277,6 +320,10 @@ impl AsyncWrite for GuardedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if self.h2_output.is_some() {
+            let first = bufs.iter().find(|b| !b.is_empty());
+            return self.poll_write_h2(cx, first.map_or(&[][..], |b| &b[..]));
+        }
         if self.answering_refused_request() {
             let total = bufs.iter().map(|b| b.len()).sum();
             return self.poll_write_refusal(cx, total);
@@ -284,8 +331,78 @@ impl AsyncWrite for GuardedStream {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.h2_output.is_none() && self.inner.is_write_vectored()
     }
+}
+
+impl GuardedStream {
+    /// HTTP/2 output goes through `Outbound` (see `h2_refusal`); what it
+    /// lets out is written before any later output is taken.
+    fn poll_write_h2(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        std::task::ready!(self.poll_drain_h2(cx))?;
+        let refusal = self.h2_refusal.clone();
+        let Some(h2) = self.h2_output.as_deref_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        let stream_window = h2.client.initial_stream_window();
+        h2.outbound
+            .push(buf, &mut h2.pending, stream_window, &mut || refusal())
+            .map_err(|_| held_too_much())?;
+        // The bytes are ours now; a full socket shows at the next write or flush.
+        if let Poll::Ready(Err(e)) = self.poll_drain_h2(cx) {
+            return Poll::Ready(Err(e));
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    /// Writes the rewritten HTTP/2 output waiting to go out (output held
+    /// for flow control is not waiting: it goes when the client opens its
+    /// window).
+    fn poll_drain_h2(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(h2) = self.h2_output.as_deref_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        if h2.broken {
+            return Poll::Ready(Err(held_too_much()));
+        }
+        while h2.written < h2.pending.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &h2.pending[h2.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => h2.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        h2.pending.clear();
+        h2.written = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Reads flow-control credit from the client's bytes; held output the
+    /// window now admits goes out (a write error shows at the next write).
+    fn observe_client(&mut self, cx: &mut Context<'_>, fresh: &[u8]) {
+        let refusal = self.h2_refusal.clone();
+        let Some(h2) = self.h2_output.as_deref_mut() else {
+            return;
+        };
+        h2.client.feed(fresh);
+        let credit = h2.client.take_credit();
+        let stream_window = h2.client.initial_stream_window();
+        if h2
+            .outbound
+            .open_window(credit, &mut h2.pending, stream_window, &mut || refusal())
+            .is_err()
+        {
+            h2.broken = true;
+        }
+        if !h2.pending.is_empty() {
+            let _ = self.poll_drain_h2(cx);
+        }
+    }
+}
+
+fn held_too_much() -> io::Error {
+    io::Error::other("HTTP/2 output held for flow control passed its limit")
 }
 
 /// How long a lingering close reads before it gives up (nginx's
@@ -397,21 +514,16 @@ pub struct ConnGuardApp<A> {
     inner: Arc<A>,
     timeout: Duration,
     on_timeout: IntCounter,
-    refusal: RefusalFactory,
+    refusals: Refusals,
 }
 
 impl<A> ConnGuardApp<A> {
-    pub fn new(
-        inner: A,
-        timeout: Duration,
-        on_timeout: IntCounter,
-        refusal: RefusalFactory,
-    ) -> Self {
+    pub fn new(inner: A, timeout: Duration, on_timeout: IntCounter, refusals: Refusals) -> Self {
         ConnGuardApp {
             inner: Arc::new(inner),
             timeout,
             on_timeout,
-            refusal,
+            refusals,
         }
     }
 }
@@ -424,7 +536,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGuardApp<A> {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let (timeout, counter, refusal) =
-            (self.timeout, self.on_timeout.clone(), self.refusal.clone());
+            (self.timeout, self.on_timeout.clone(), self.refusals.clone());
         let stream: Stream = if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             Box::new(GuardedStream::new_h2(stream, timeout, counter, refusal))
         } else {

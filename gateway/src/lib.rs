@@ -20,6 +20,7 @@ pub mod config;
 pub mod conn_guard;
 pub mod demo;
 pub mod h2_clock;
+pub mod h2_refusal;
 pub mod inflight;
 pub mod isolation;
 pub mod json_bytes;

@@ -851,6 +851,29 @@ pub fn parser_refusal(plan: &Plan, request_line: usize) -> Vec<u8> {
     out
 }
 
+/// Our answer in place of pingora's bare HTTP/2 400, which it gives only
+/// for a request whose host is ambiguous (see `h2_refusal`).
+pub fn h2_authority_refusal(plan: &Plan) -> crate::h2_refusal::Answer {
+    let request_id = request_id::generate();
+    let reject = unambiguous::AUTHORITY_AMBIGUOUS;
+    tracing::info!(request_id = %request_id, code = reject.code, "refused an HTTP/2 request before routing");
+    let body = problem::render(&reject, &request_id, None);
+    crate::h2_refusal::Answer {
+        headers: vec![
+            ("content-type", problem::CONTENT_TYPE.to_string()),
+            ("content-length", body.len().to_string()),
+            ("cache-control", "no-store".to_string()),
+            ("x-content-type-options", "nosniff".to_string()),
+            ("x-request-id", request_id),
+            (
+                HSTS,
+                String::from_utf8_lossy(plan.hsts.as_bytes()).into_owned(),
+            ),
+        ],
+        body,
+    }
+}
+
 fn reject_for_error(e: &Error) -> Option<Reject> {
     if *e.etype() == ErrorType::Custom(buffered::BODY_TOO_LARGE.code) {
         return Some(buffered::BODY_TOO_LARGE);

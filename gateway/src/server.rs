@@ -265,10 +265,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     let mut options = HttpServerOptions::default();
     options.h2_idle_timeout = Some(settings.http.keepalive_timeout);
     proxy.server_options = Some(options);
-    let refusal_live = live.clone();
-    let refusal: crate::conn_guard::RefusalFactory = Arc::new(move |request_line| {
-        crate::proxy::parser_refusal(&refusal_live.plan(), request_line)
-    });
+    let (http1_live, h2_live) = (live.clone(), live.clone());
+    let refusal = crate::conn_guard::Refusals {
+        http1: Arc::new(move |request_line| {
+            crate::proxy::parser_refusal(&http1_live.plan(), request_line)
+        }),
+        h2: Arc::new(move || crate::proxy::h2_authority_refusal(&h2_live.plan())),
+    };
     let guarded = ConnGuardApp::new(
         proxy,
         settings.http.header_timeout,

@@ -35,6 +35,11 @@ pub const METHOD_OVERRIDE: Reject = Reject::new(
     "method_override",
     "A '_method' parameter would override the request method; it is refused",
 );
+pub const AUTHORITY_AMBIGUOUS: Reject = Reject::new(
+    400,
+    "authority_ambiguous",
+    "The request names its host ambiguously: ':authority' and Host differ, Host is repeated or carries user info, or no host is named",
+);
 pub const BODY_NOT_ALLOWED: Reject = Reject::new(
     400,
     "body_not_allowed",

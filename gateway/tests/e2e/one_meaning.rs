@@ -722,3 +722,124 @@ async fn curl_always_receives_the_refusal_of_a_post() {
     }
     assert_upstream_saw_nothing(&up, "refused POSTs");
 }
+
+/// Sends one request on an open HTTP/2 connection: (head, body).
+async fn h2_exchange(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    request: http::Request<()>,
+    body: &[u8],
+) -> (http::response::Parts, Vec<u8>) {
+    let (response, mut send) = client
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(request, body.is_empty())
+        .unwrap();
+    if !body.is_empty() {
+        send.send_data(bytes::Bytes::copy_from_slice(body), true)
+            .unwrap();
+    }
+    let (head, mut recv) = response.await.unwrap().into_parts();
+    let mut out = Vec::new();
+    while let Some(chunk) = recv.data().await {
+        let chunk = chunk.unwrap();
+        let _ = recv.flow_control().release_capacity(chunk.len());
+        out.extend_from_slice(&chunk);
+    }
+    (head, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_ambiguous_hosts_get_our_problem_document_and_the_connection_lives_on() {
+    let (up, gw) = start().await;
+    let tls = raw_tls_to(gw.https, gw.pki.roots(), vec![b"h2".to_vec()]).await;
+    // h2's defaults: a 65,535-byte connection window the client only
+    // reopens as it reads, so the documents we add must be paid for.
+    let (mut client, conn) = h2::client::handshake(tls).await.unwrap();
+    tokio::spawn(conn);
+    let request = |hosts: &[&str]| {
+        let mut r = http::Request::builder()
+            .method("GET")
+            .uri(format!("https://{HOST}/partners/acme/orders"))
+            .header("x-api-key", gw.key("acme"));
+        for host in hosts {
+            r = r.header("host", *host);
+        }
+        r.body(()).unwrap()
+    };
+    let mut ids = Vec::new();
+    for hosts in [
+        &["globex.internal"][..],
+        &[HOST, HOST][..],
+        &["acme@gateway.test"][..],
+    ] {
+        for _ in 0..3 {
+            let (head, body) = h2_exchange(&mut client, request(hosts), b"").await;
+            h2_problem(&(head.status.as_u16(), body), 400, "authority_ambiguous");
+            let header = |name: &str| {
+                head.headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            assert_eq!(
+                header("content-type"),
+                "application/problem+json",
+                "{hosts:?}"
+            );
+            assert!(
+                header("strict-transport-security").starts_with("max-age="),
+                "{hosts:?}: {:?}",
+                head.headers
+            );
+            assert!(!header("x-request-id").is_empty(), "{hosts:?}");
+            ids.push(header("x-request-id"));
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 9, "each refusal has its own request id");
+    // nghttp, nghttp2's own client, sends the two names as given.
+    let port = gw.https.port();
+    let out = std::process::Command::new("nghttp")
+        .args(["-v", "-H", &format!(":authority: {HOST}:{port}")])
+        .args(["-H", "host: globex.internal", "-H"])
+        .arg(format!("x-api-key: {}", gw.key("acme")))
+        .arg(format!("https://127.0.0.1:{port}/partners/acme/orders"))
+        .output()
+        .expect("nghttp (Debian: nghttp2-client)");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(":status: 400"), "{shown}");
+    assert!(
+        shown.contains("strict-transport-security: max-age="),
+        "{shown}"
+    );
+    assert!(shown.contains(r#""code":"authority_ambiguous""#), "{shown}");
+    assert_upstream_saw_nothing(&up, "h2 ambiguous host");
+    // The same connection then carries answers larger than its window:
+    // h2 believes the window is larger by the documents we added, so
+    // without the guard's accounting this is a flow-control error.
+    let pad = "p".repeat(150_000);
+    for n in 0..2 {
+        let body = format!("{{\"n\":{n},\"pad\":\"{pad}\"}}");
+        let post = http::Request::builder()
+            .method("POST")
+            .uri(format!("https://{HOST}/reply"))
+            .header("x-api-key", gw.key("acme"))
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (head, echoed) = h2_exchange(&mut client, post, body.as_bytes()).await;
+        assert_eq!(
+            head.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&echoed[..200.min(echoed.len())])
+        );
+        assert!(echoed == body.as_bytes(), "answer {n} arrived whole");
+        let (head, _) = h2_exchange(&mut client, request(&[]), b"").await;
+        assert_eq!(head.status, 200);
+    }
+}
