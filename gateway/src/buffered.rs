@@ -28,6 +28,7 @@ use pingora::{Error, ErrorType};
 use crate::body::{bound_to, parse_strict, Bound, Pointer};
 use crate::config::Plan;
 use crate::config::Route;
+use crate::outcome::Outcome;
 use crate::problem::Reject;
 
 pub const BODY_TOO_LARGE: Reject = Reject::new(
@@ -63,7 +64,7 @@ pub struct Ticket {
     pub new_target: Option<String>,
     pub body_len: usize,
     /// The subrequest's outcome code, for the main request's log line.
-    pub outcome: Arc<Mutex<&'static str>>,
+    pub outcome: Arc<Mutex<Outcome>>,
 }
 
 /// Finds the ticket when `session` is a subrequest this module started.
@@ -140,7 +141,7 @@ pub fn check_body_binding(
 /// How a buffered forward ended, for the main request's log and metrics.
 pub enum Forwarded {
     /// The upstream's answer went to the client; the subrequest's outcome.
-    Answered(&'static str),
+    Answered(Outcome),
     /// The response was held back; the caller answers with this instead.
     Refused(Reject),
 }
@@ -217,7 +218,7 @@ pub async fn forward(
         // The subrequest's logging phase records its outcome; wait for it.
         let _ = join.await;
     }
-    let sub_outcome = outcome.lock().map(|o| *o).unwrap_or("pending");
+    let sub_outcome = outcome.lock().map(|o| *o).unwrap_or(Outcome::Pending);
 
     if !route.holds_response() {
         if session.response_written().is_none() {

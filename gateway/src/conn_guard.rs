@@ -298,7 +298,7 @@ impl AsyncWrite for GuardedStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         if self.h2_output.is_some() {
-            return self.poll_write_h2(cx, buf);
+            return self.poll_write_h2(cx, &[io::IoSlice::new(buf)]);
         }
         if self.answering_refused_request() {
             return self.poll_write_refusal(cx, buf.len());
@@ -321,8 +321,7 @@ impl AsyncWrite for GuardedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         if self.h2_output.is_some() {
-            let first = bufs.iter().find(|b| !b.is_empty());
-            return self.poll_write_h2(cx, first.map_or(&[][..], |b| &b[..]));
+            return self.poll_write_h2(cx, bufs);
         }
         if self.answering_refused_request() {
             let total = bufs.iter().map(|b| b.len()).sum();
@@ -331,28 +330,38 @@ impl AsyncWrite for GuardedStream {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
     fn is_write_vectored(&self) -> bool {
-        self.h2_output.is_none() && self.inner.is_write_vectored()
+        // HTTP/2 output is gathered into one buffer anyway: take h2's
+        // frames all at once, so they go out in one write.
+        self.h2_output.is_some() || self.inner.is_write_vectored()
     }
 }
 
 impl GuardedStream {
     /// HTTP/2 output goes through `Outbound` (see `h2_refusal`); what it
     /// lets out is written before any later output is taken.
-    fn poll_write_h2(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write_h2(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         std::task::ready!(self.poll_drain_h2(cx))?;
         let refusal = self.h2_refusal.clone();
         let Some(h2) = self.h2_output.as_deref_mut() else {
             return Poll::Ready(Ok(0));
         };
         let stream_window = h2.client.initial_stream_window();
-        h2.outbound
-            .push(buf, &mut h2.pending, stream_window, &mut || refusal())
-            .map_err(|_| held_too_much())?;
+        let mut taken = 0;
+        for buf in bufs {
+            h2.outbound
+                .push(buf, &mut h2.pending, stream_window, &mut || refusal())
+                .map_err(|_| held_too_much())?;
+            taken += buf.len();
+        }
         // The bytes are ours now; a full socket shows at the next write or flush.
         if let Poll::Ready(Err(e)) = self.poll_drain_h2(cx) {
             return Poll::Ready(Err(e));
         }
-        Poll::Ready(Ok(buf.len()))
+        Poll::Ready(Ok(taken))
     }
 
     /// Writes the rewritten HTTP/2 output waiting to go out (output held

@@ -18,6 +18,7 @@ pub mod buffered;
 pub mod certgen;
 pub mod config;
 pub mod conn_guard;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod h2_clock;
 pub mod h2_refusal;
@@ -30,6 +31,7 @@ pub mod limits;
 pub mod metrics;
 pub mod minimise;
 pub mod monitor;
+pub mod outcome;
 pub mod path;
 pub mod plaintext;
 pub mod problem;

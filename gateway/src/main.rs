@@ -35,6 +35,10 @@ enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also list which settings a reload applies and which need a
+        /// restart, and every file the reload watch covers.
+        #[arg(long)]
+        reload: bool,
     },
     /// Manage partner API keys in the configured store.
     Keys {
@@ -201,15 +205,32 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn print_reload_classes(loaded: &portcullis::config::Loaded) {
+    use portcullis::config::restart::{settings, Applies};
+    for s in settings(&loaded.settings) {
+        let when = match s.applies {
+            Applies::OnReload => "reload",
+            Applies::OnRestart => "restart",
+        };
+        println!("{:<26} applies on {when}", s.name);
+    }
+    for file in loaded.sources.iter().chain(&loaded.referenced) {
+        println!("watched: {}", file.display());
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Run { config, upgrade } => portcullis::server::run(&config, upgrade),
-        Command::Check { config } => match portcullis::server::check(&config) {
+        Command::Check { config, reload } => match portcullis::server::check(&config) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     eprintln!("warning: {warning}");
+                }
+                if reload {
+                    print_reload_classes(&loaded);
                 }
                 println!(
                     "{}: OK ({} routes, {} policy files)",
@@ -278,9 +299,16 @@ fn main() -> ExitCode {
             };
             portcullis::audit_cli::search(&files, &filter, limit, summary_only)
         }
+        #[cfg(feature = "demo")]
         Command::Demo { dir, https, admin } => {
             portcullis::demo::run(portcullis::demo::DemoOptions { dir, https, admin })
         }
+        #[cfg(not(feature = "demo"))]
+        Command::Demo { .. } => Err(
+            "this build has no demo (a production build leaves the example upstream out): \
+             run `cargo run --release -p portcullis --features demo -- demo`"
+                .to_string(),
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

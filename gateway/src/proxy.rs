@@ -25,6 +25,7 @@ use crate::limits::limiter::Check;
 use crate::metrics::NO_ROUTE;
 use crate::minimise::{self, LeakScanner};
 use crate::monitor::Monitor;
+use crate::outcome::Outcome;
 use crate::problem::{self, Reject};
 use crate::reload::Live;
 use crate::router::Miss;
@@ -325,7 +326,7 @@ impl Gateway {
             }
             return Ok(false);
         }
-        let outcome = Arc::new(std::sync::Mutex::new("pending"));
+        let outcome = Arc::new(std::sync::Mutex::new(Outcome::Pending));
         let ticket = buffered::Ticket {
             plan: plan.clone(),
             route: route.clone(),
@@ -422,7 +423,7 @@ impl Gateway {
             } else {
                 reject
             };
-            ctx.outcome = reject.code;
+            ctx.outcome = Outcome::Refused(reject);
             let body = Bytes::from(problem::render(&reject, &ctx.request_id, None));
             // A withheld answer is built fresh: a header of the upstream's
             // may be the very leak, or describe a body that is not sent.
@@ -467,7 +468,12 @@ impl Gateway {
         let status_label = status.to_string();
         metrics
             .requests
-            .with_label_values(&[route, status_label.as_str(), decision.as_str(), ctx.outcome])
+            .with_label_values(&[
+                route,
+                status_label.as_str(),
+                decision.as_str(),
+                ctx.outcome.code(),
+            ])
             .inc();
         metrics
             .request_duration
@@ -481,13 +487,7 @@ impl Gateway {
                     .observe(time.as_secs_f64());
             }
         }
-        let upstream_failure = match ctx.outcome {
-            "upstream_unavailable" => Some("unavailable"),
-            "upstream_timeout" => Some("timeout"),
-            "upstream_error" => Some("error"),
-            _ => None,
-        };
-        if let Some(kind) = upstream_failure {
+        if let Some(kind) = ctx.outcome.upstream_failure() {
             metrics
                 .upstream_errors
                 .with_label_values(&[route, kind])
@@ -542,7 +542,7 @@ fn audit_record(
         path,
         status,
         decision,
-        reason: ctx.outcome.to_string(),
+        reason: ctx.outcome.code().to_string(),
         timings_us: Timings {
             total: micros(Some(elapsed)).unwrap_or_default(),
             auth: micros(s.auth),
@@ -562,7 +562,7 @@ fn audit_record(
 /// The path for the access log and the audit trail. A target refused for
 /// carrying a key is never written anywhere, in any encoding.
 fn logged_path<'a>(ctx: &'a RequestCtx, req: &'a pingora::http::RequestHeader) -> &'a str {
-    if ctx.outcome == unambiguous::KEY_IN_URL.code {
+    if ctx.outcome == Outcome::Refused(unambiguous::KEY_IN_URL) {
         return "[redacted]";
     }
     ctx.canonical_path.as_deref().unwrap_or(req.uri.path())
@@ -590,8 +590,8 @@ pub struct RequestCtx {
     /// The authenticated partner, and the id (never the key) of its key.
     partner: Option<String>,
     key_id: Option<String>,
-    /// Stable outcome code for metrics and logs: `proxied` or a reject code.
-    pub(crate) outcome: &'static str,
+    /// How the request ended, for audit, metrics and logs.
+    pub(crate) outcome: Outcome,
     upstream_sent: Option<Instant>,
     upstream_deadline: Option<Instant>,
     /// Bytes of request body streamed so far, against the route's limit.
@@ -599,7 +599,7 @@ pub struct RequestCtx {
     /// This request's slot under its partner's concurrency limit.
     _permit: Option<Permit>,
     /// Set in a subrequest started by `buffered`: where to report back.
-    sub_outcome: Option<Arc<std::sync::Mutex<&'static str>>>,
+    sub_outcome: Option<Arc<std::sync::Mutex<Outcome>>>,
     /// The upstream's body is being replaced by this problem document.
     replacing: Option<Replacement>,
     /// Watches a streamed response for secrets.
@@ -760,7 +760,7 @@ async fn respond_problem_with(
     allow: Option<String>,
     violations: &[validation::Violation],
 ) -> pingora::Result<()> {
-    ctx.outcome = reject.code;
+    ctx.outcome = Outcome::Refused(reject);
     let body = Bytes::from(problem::render_with(
         &reject,
         &ctx.request_id,
@@ -925,7 +925,7 @@ impl ProxyHttp for Gateway {
             route: None,
             partner: None,
             key_id: None,
-            outcome: "pending",
+            outcome: Outcome::Pending,
             upstream_sent: None,
             upstream_deadline: None,
             body_seen: 0,
@@ -1258,7 +1258,7 @@ impl ProxyHttp for Gateway {
                     .inc();
             }
         }
-        ctx.outcome = "proxied";
+        ctx.outcome = Outcome::Proxied;
         if let (Some(plan), Some(route)) = (ctx.plan.clone(), ctx.route.clone()) {
             self.minimise_headers(upstream_response, &plan, &route, ctx)?;
         }
@@ -1275,7 +1275,7 @@ impl ProxyHttp for Gateway {
         // Enforce the route's total upstream deadline on streamed bodies;
         // each individual wait is already capped by the read timeout.
         if !end_of_stream && ctx.upstream_deadline.is_some_and(|d| Instant::now() > d) {
-            ctx.outcome = problem::UPSTREAM_TIMEOUT.code;
+            ctx.outcome = Outcome::Refused(problem::UPSTREAM_TIMEOUT);
             return Err(Error::explain(
                 ErrorType::ReadTimedout,
                 "route total timeout exceeded",
@@ -1308,7 +1308,7 @@ impl ProxyHttp for Gateway {
         if let (Some(scanner), Some(chunk)) = (ctx.leak_scanner.as_mut(), body.as_ref()) {
             if scanner.leaks(chunk) {
                 // The header is already out: cutting the stream is all that is left.
-                ctx.outcome = minimise::RESPONSE_LEAK_BLOCKED.code;
+                ctx.outcome = Outcome::Refused(minimise::RESPONSE_LEAK_BLOCKED);
                 tracing::warn!(
                     target: "portcullis::suspicious",
                     request_id = %ctx.request_id,
@@ -1332,7 +1332,7 @@ impl ProxyHttp for Gateway {
     ) -> FailToProxy {
         let reject = reject_for_error(e);
         let Some(reject) = reject else {
-            ctx.outcome = "client_gone";
+            ctx.outcome = Outcome::ClientGone;
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
@@ -1343,7 +1343,7 @@ impl ProxyHttp for Gateway {
         }
         if session.response_written().is_some() {
             // Headers are already out: all we can do is cut the response.
-            ctx.outcome = reject.code;
+            ctx.outcome = Outcome::Refused(reject);
             return FailToProxy {
                 error_code: reject.status,
                 can_reuse_downstream: false,
@@ -1391,7 +1391,7 @@ impl ProxyHttp for Gateway {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_ref().map_or(NO_ROUTE, |r| r.name.as_str());
         let elapsed = ctx.started.elapsed();
-        let decision = Decision::of(ctx.outcome, status);
+        let decision = ctx.outcome.decision(status);
         self.count(ctx, route, status, decision, elapsed);
         // The query string is never logged: partners put secrets in it.
         tracing::info!(
@@ -1404,7 +1404,7 @@ impl ProxyHttp for Gateway {
             partner = ctx.partner.as_deref(),
             key_id = ctx.key_id.as_deref(),
             status,
-            outcome = ctx.outcome,
+            outcome = ctx.outcome.code(),
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()),
         );

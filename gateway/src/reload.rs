@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::config::{self, model::GatewayFile, ConfigErrors, Plan};
+use crate::config::{self, model::GatewayFile, ConfigError, ConfigErrors, Plan};
 use crate::metrics::Metrics;
 use crate::tls::{self, CertResolver, LoadedCert};
 
@@ -25,6 +25,9 @@ pub struct Live {
     pub metrics: Arc<Metrics>,
     generation: AtomicU64,
     fingerprints: Mutex<Fingerprints>,
+    /// Files the running configuration names (schemas, OpenAPI documents,
+    /// CAs, the assertion key): the watch reloads when one changes.
+    referenced: Mutex<Vec<PathBuf>>,
 }
 
 #[derive(Default)]
@@ -44,7 +47,7 @@ impl Live {
         metrics.routes.set(loaded.plan.routes as i64);
         metrics.cert_expiry.set(cert.not_after);
         let fingerprints = Fingerprints {
-            config: fingerprint_config(config_path, &loaded.settings),
+            config: fingerprint_config(config_path, &loaded.settings, &loaded.referenced),
             cert: fingerprint_files(&[
                 &loaded.settings.tls.certificate,
                 &loaded.settings.tls.private_key,
@@ -58,6 +61,7 @@ impl Live {
             metrics,
             generation: AtomicU64::new(1),
             fingerprints: Mutex::new(fingerprints),
+            referenced: Mutex::new(loaded.referenced),
         }
     }
 
@@ -81,17 +85,25 @@ impl Live {
     pub fn reload_config(&self) -> Result<(), ConfigErrors> {
         match config::load(&self.config_path) {
             Ok(loaded) => {
-                if loaded.settings.listen != self.startup.listen
-                    || loaded.settings.admin != self.startup.admin
-                    || loaded.settings.server != self.startup.server
-                    || loaded.settings.http.header_timeout != self.startup.http.header_timeout
-                    || loaded.settings.http.h2 != self.startup.http.h2
-                    || loaded.settings.keys != self.startup.keys
-                    || loaded.settings.tls.certificate != self.startup.tls.certificate
-                    || loaded.settings.tls.private_key != self.startup.tls.private_key
-                    || loaded.settings.reload != self.startup.reload
-                {
-                    tracing::warn!("listen, admin, server, keys, reload, tls file and http.header_timeout/h2 changes take effect on restart");
+                let restart = config::restart::restart_needed(&self.startup, &loaded.settings);
+                if !restart.is_empty() {
+                    let errors = ConfigErrors(
+                        restart
+                            .into_iter()
+                            .map(|name| {
+                                ConfigError::new(
+                                    &self.config_path,
+                                    None,
+                                    name,
+                                    "changed, but takes effect only on restart: reload refused",
+                                )
+                            })
+                            .collect(),
+                    );
+                    return Err(self.refuse(errors));
+                }
+                if let Ok(mut referenced) = self.referenced.lock() {
+                    *referenced = loaded.referenced;
                 }
                 self.metrics.routes.set(loaded.plan.routes as i64);
                 self.plan.store(Arc::new(loaded.plan));
@@ -101,17 +113,26 @@ impl Live {
                 tracing::info!(generation, "configuration reloaded");
                 Ok(())
             }
-            Err(errors) => {
-                self.metrics
-                    .config_reloads
-                    .with_label_values(&["error"])
-                    .inc();
-                for e in &errors.0 {
-                    tracing::error!(problem = %e, "configuration reload refused; the previous configuration keeps serving");
-                }
-                Err(errors)
-            }
+            Err(errors) => Err(self.refuse(errors)),
         }
+    }
+
+    fn refuse(&self, errors: ConfigErrors) -> ConfigErrors {
+        self.metrics
+            .config_reloads
+            .with_label_values(&["error"])
+            .inc();
+        for e in &errors.0 {
+            tracing::error!(problem = %e, "configuration reload refused; the previous configuration keeps serving");
+        }
+        errors
+    }
+
+    fn referenced(&self) -> Vec<PathBuf> {
+        self.referenced
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Loads the certificate files again; new handshakes use the new pair,
@@ -139,7 +160,11 @@ impl Live {
 
     /// Reloads whatever changed on disk since the last look.
     pub fn reload_changed(&self) {
-        let config_now = fingerprint_config(&self.config_path, &self.current_settings_for_watch());
+        let config_now = fingerprint_config(
+            &self.config_path,
+            &self.current_settings_for_watch(),
+            &self.referenced(),
+        );
         let cert_now =
             fingerprint_files(&[&self.startup.tls.certificate, &self.startup.tls.private_key]);
         let (config_changed, cert_changed) = {
@@ -164,7 +189,11 @@ impl Live {
         let _ = self.reload_config();
         let _ = self.reload_cert();
         if let Ok(mut fp) = self.fingerprints.lock() {
-            fp.config = fingerprint_config(&self.config_path, &self.current_settings_for_watch());
+            fp.config = fingerprint_config(
+                &self.config_path,
+                &self.current_settings_for_watch(),
+                &self.referenced(),
+            );
             fp.cert =
                 fingerprint_files(&[&self.startup.tls.certificate, &self.startup.tls.private_key]);
         }
@@ -181,8 +210,13 @@ impl Live {
 }
 
 /// One hash over the gateway file, the list of policy files its globs match
-/// now, and their contents: any edit, addition or removal changes it.
-fn fingerprint_config(config_path: &Path, settings: &GatewayFile) -> Option<blake3::Hash> {
+/// now, their contents and the contents of the files they name: any edit,
+/// addition or removal changes it.
+fn fingerprint_config(
+    config_path: &Path,
+    settings: &GatewayFile,
+    referenced: &[PathBuf],
+) -> Option<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
     hasher.update(&std::fs::read(config_path).ok()?);
     let base = config_path.parent().unwrap_or(Path::new("."));
@@ -202,6 +236,16 @@ fn fingerprint_config(config_path: &Path, settings: &GatewayFile) -> Option<blak
             }
             hasher.update(&[0xff]);
         }
+    }
+    for p in referenced {
+        hasher.update(p.as_os_str().as_encoded_bytes());
+        hasher.update(&[0]);
+        // A file that went missing changes the hash too.
+        match std::fs::read(p) {
+            Ok(bytes) => hasher.update(&bytes),
+            Err(_) => hasher.update(b"\xff missing"),
+        };
+        hasher.update(&[0xff]);
     }
     Some(hasher.finalize())
 }

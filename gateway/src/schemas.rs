@@ -14,6 +14,8 @@ use serde_json::Value;
 #[derive(Clone, Debug)]
 pub struct Loader {
     roots: Arc<Vec<PathBuf>>,
+    /// Every file read, so the reload watch can cover them.
+    read: Arc<std::sync::Mutex<Vec<PathBuf>>>,
 }
 
 impl Loader {
@@ -24,7 +26,13 @@ impl Loader {
             .collect();
         Loader {
             roots: Arc::new(roots),
+            read: Arc::default(),
         }
+    }
+
+    /// The schema files read so far.
+    pub fn files_read(&self) -> Vec<PathBuf> {
+        self.read.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// Reads a schema document (JSON, or YAML by extension) from under a root.
@@ -40,6 +48,9 @@ impl Loader {
         }
         let text = std::fs::read_to_string(&full)
             .map_err(|e| format!("cannot read {}: {e}", full.display()))?;
+        if let Ok(mut read) = self.read.lock() {
+            read.push(full.clone());
+        }
         parse_document(&full, &text)
     }
 }

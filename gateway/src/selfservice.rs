@@ -36,7 +36,7 @@ pub async fn rotate(
             return respond_problem(session, ctx, ROTATION_FAILED, None).await;
         }
     };
-    ctx.outcome = "key_rotated";
+    ctx.outcome = crate::outcome::Outcome::Served("key_rotated");
     let body = serde_json::json!({
         "key": key.reveal(),
         "key_id": new_record.key_id,

@@ -18,16 +18,6 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The decision an outcome code stands for.
-    pub fn of(outcome: &str, status: u16) -> Decision {
-        match outcome {
-            "proxied" => Decision::Allow,
-            "client_gone" => Decision::Error,
-            _ if status >= 500 || status == 0 => Decision::Error,
-            _ => Decision::Deny,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allow => "allow",
@@ -157,15 +147,6 @@ fn rfc3339_millis<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decisions_follow_the_outcome() {
-        assert_eq!(Decision::of("proxied", 502), Decision::Allow);
-        assert_eq!(Decision::of("key_invalid", 401), Decision::Deny);
-        assert_eq!(Decision::of("rate_limited", 429), Decision::Deny);
-        assert_eq!(Decision::of("upstream_unavailable", 502), Decision::Error);
-        assert_eq!(Decision::of("client_gone", 0), Decision::Error);
-    }
 
     #[test]
     fn an_event_line_is_flat_json() {

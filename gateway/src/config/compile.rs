@@ -163,7 +163,12 @@ pub struct Plan {
 pub struct Loaded {
     pub settings: GatewayFile,
     pub plan: Plan,
+    /// The gateway file, then the policy files.
     pub sources: Vec<PathBuf>,
+    /// The files these name and the compile read (schemas, OpenAPI
+    /// documents, upstream CAs, the assertion key): the reload watch
+    /// covers them too.
+    pub referenced: Vec<PathBuf>,
     /// Valid but risky choices, reported by `check` and logged at start:
     /// each makes a request with two readings possible again.
     pub warnings: Vec<ConfigError>,
@@ -345,8 +350,19 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         },
     };
     let mut schema_roots = vec![settings.schemas.clone()];
+    let mut named_files: Vec<PathBuf> = settings
+        .identity
+        .assertion
+        .iter()
+        .map(|a| a.key_file.clone())
+        .collect();
     for (file, policy) in &mut policies {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        for spec in policy.upstreams.values() {
+            named_files.extend(spec.value.ca.iter().map(|ca| resolve_path(dir, ca)));
+        }
         for import in std::mem::take(&mut policy.openapi) {
+            named_files.push(resolve_path(dir, &import.value.file));
             match super::openapi::import(file, &import.value) {
                 Ok((routes, dir)) => {
                     schema_roots.push(dir);
@@ -431,10 +447,15 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
     };
     let mut sources = vec![config_path.to_path_buf()];
     sources.extend(policy_files);
+    let mut referenced = named_files;
+    referenced.extend(schemas.loader.files_read());
+    referenced.sort();
+    referenced.dedup();
     Ok(Loaded {
         settings,
         plan,
         sources,
+        referenced,
         warnings,
     })
 }

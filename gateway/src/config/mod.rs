@@ -8,6 +8,7 @@ pub mod model;
 pub mod monitoring;
 mod openapi;
 mod partners;
+pub mod restart;
 pub mod schema;
 mod validate;
 

@@ -163,6 +163,7 @@ async fn a_partner_regenerates_its_own_key_and_the_old_one_dies_at_once() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["cache-control"], "no-store");
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: serde_json::Value = resp.json().await.unwrap();
     let new = body["key"].as_str().unwrap().to_string();
     assert!(new.starts_with("ptc_live_") && new != old);
@@ -182,6 +183,18 @@ async fn a_partner_regenerates_its_own_key_and_the_old_one_dies_at_once() {
             .unwrap()
             .status(),
         200
+    );
+    // A rotation the partner asked for is allowed, not a refusal.
+    let record = gw.audit_record(&request_id).await;
+    assert_eq!(record["decision"], "allow", "{record}");
+    assert_eq!(record["reason"], "key_rotated", "{record}");
+    let metrics = gw.metrics().await;
+    let counted = metrics.lines().find(|l| {
+        l.starts_with("portcullis_requests_total{") && l.contains("code=\"key_rotated\"")
+    });
+    assert!(
+        counted.is_some_and(|l| l.contains("decision=\"allow\"") && l.ends_with(" 1")),
+        "the rotation is counted as allowed: {counted:?}"
     );
     // The rotation itself never reached the upstream.
     assert!(up

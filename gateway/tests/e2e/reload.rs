@@ -156,3 +156,143 @@ async fn suspending_a_partner_in_policy_takes_effect_on_reload() {
         "the suspended partner's request was not forwarded"
     );
 }
+
+/// Runs `portcullis check --reload` on the gateway's own configuration.
+fn check_reload(gw: &Gateway) -> String {
+    let out = std::process::Command::new(binary())
+        .args(["check", "--reload", "--config"])
+        .arg(gw.path("portcullis.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_a_setting_that_needs_a_restart_refuses_the_reload_loudly() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let file = gw.path("portcullis.yaml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let classes = check_reload(&gw);
+    for line in [
+        "audit                      applies on restart",
+        "abuse                      applies on restart",
+        "tls.hsts                   applies on reload",
+    ] {
+        assert!(classes.contains(line), "{line:?} in:\n{classes}");
+    }
+    // A policy edit in the same reload must not slip through either.
+    std::fs::write(
+        gw.path("policies/orders.yaml"),
+        orders_policy(&up.url(), NEW_ROUTE),
+    )
+    .unwrap();
+    let edits = [
+        (
+            "audit",
+            original.replace("path: audit.log", "path: elsewhere.log"),
+        ),
+        (
+            "abuse",
+            format!("{original}abuse:\n  auth_failures:\n    per_client: 3\n"),
+        ),
+    ];
+    for (refused, (section, edited)) in edits.into_iter().enumerate() {
+        assert_ne!(edited, original);
+        std::fs::write(&file, edited).unwrap();
+        gw.signal("HUP");
+        eventually(
+            "the refused reload to be counted",
+            Duration::from_secs(15),
+            || async {
+                let errors = gw
+                    .metric("portcullis_config_reloads_total{result=\"error\"}")
+                    .await;
+                (errors >= (refused + 1) as f64).then_some(())
+            },
+        )
+        .await;
+        assert_eq!(generation(&gw).await, 1, "{section}: nothing was applied");
+        let status = gw
+            .client()
+            .get(gw.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{section}: the policy edit waits too");
+        let logs = gw.logs();
+        assert!(
+            logs.contains(section) && logs.contains("takes effect only on restart"),
+            "{section}: the refusal names the setting:\n{logs}"
+        );
+    }
+    // Put the gateway file back: the policy edit alone now applies.
+    std::fs::write(&file, &original).unwrap();
+    gw.signal("HUP");
+    eventually("reload", Duration::from_secs(15), || async {
+        (generation(&gw).await >= 2).then_some(())
+    })
+    .await;
+    let status = gw
+        .client()
+        .get(gw.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_covers_the_schema_files_routes_name() {
+    let up = Upstream::start().await;
+    let mut config = GatewayConfig::orders(&up.url());
+    config.watch_interval = "100ms".into();
+    config.schemas = vec![(
+        "orders/new.json".into(),
+        r#"{"type":"object","properties":{"quantity":{"type":"integer","maximum":1000}}}"#.into(),
+    )];
+    config.policies = vec![(
+        "orders.yaml".into(),
+        format!(
+            "upstreams:\n  orders:\n    url: {}\n\
+             routes:\n  - name: validated\n    methods: [POST]\n    path: /echo/validated\n    upstream: orders\n\
+             \x20   validate:\n      body: orders/new.json\n",
+            up.url()
+        ),
+    )];
+    let gw = Gateway::start(config).await;
+    assert!(
+        check_reload(&gw).contains("orders/new.json"),
+        "check --reload lists the schema as watched"
+    );
+    let send = || async {
+        gw.client()
+            .post(gw.url("/echo/validated"))
+            .header("content-type", "application/json")
+            .body(r#"{"quantity":500}"#)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(send().await, 200);
+    std::fs::write(
+        gw.path("schemas/orders/new.json"),
+        r#"{"type":"object","properties":{"quantity":{"type":"integer","maximum":10}}}"#,
+    )
+    .unwrap();
+    eventually(
+        "the edited schema to apply",
+        Duration::from_secs(15),
+        || async { (send().await == 400).then_some(()) },
+    )
+    .await;
+    assert!(generation(&gw).await >= 2);
+}
