@@ -48,6 +48,23 @@ pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Length of an HTTP/2 frame header (RFC 9113 §4.1).
 pub const FRAME_HEADER_LEN: usize = 9;
 
+/// Moves bytes from the front of `bytes` into `buf` (of which `have` are
+/// filled) until `buf` is full; true once it is (`have` then starts over),
+/// so a fixed-size field can arrive in any chunking.
+pub(crate) fn fill(buf: &mut [u8], have: &mut u8, bytes: &mut &[u8]) -> bool {
+    let at = usize::from(*have);
+    let n = (buf.len() - at).min(bytes.len());
+    buf[at..at + n].copy_from_slice(&bytes[..n]);
+    *bytes = &bytes[n..];
+    if at + n < buf.len() {
+        // Fixed fields here are at most 9 bytes long.
+        *have = (at + n) as u8;
+        return false;
+    }
+    *have = 0;
+    true
+}
+
 const TYPE_HEADERS: u8 = 0x1;
 const TYPE_SETTINGS: u8 = 0x4;
 const TYPE_PUSH_PROMISE: u8 = 0x5;
@@ -213,17 +230,11 @@ impl H2HeaderClock {
                 continue;
             }
             // 3. A frame header.
-            let have = usize::from(self.head_len);
-            let n = (FRAME_HEADER_LEN - have).min(bytes.len());
-            self.head[have..have + n].copy_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if have + n < FRAME_HEADER_LEN {
-                self.head_len = (have + n) as u8;
+            if !fill(&mut self.head, &mut self.head_len, &mut bytes) {
                 // A frame header began: it may be a HEADERS frame's.
                 self.update();
                 continue;
             }
-            self.head_len = 0;
             self.start_frame()?;
         }
         Ok(())

@@ -27,7 +27,7 @@
 //! Both parsers keep O(1) state besides the held bytes, take bytes in any
 //! chunking and never panic.
 
-use crate::h2_clock::{FRAME_HEADER_LEN, PREFACE};
+use crate::h2_clock::{fill, FRAME_HEADER_LEN, PREFACE};
 
 const TYPE_DATA: u8 = 0x0;
 const TYPE_HEADERS: u8 = 0x1;
@@ -120,16 +120,7 @@ impl ClientFrames {
                 self.payload(&bytes[..n]);
                 self.remaining -= n as u32;
                 bytes = &bytes[n..];
-            } else {
-                let have = usize::from(self.head_len);
-                let n = (FRAME_HEADER_LEN - have).min(bytes.len());
-                self.head[have..have + n].copy_from_slice(&bytes[..n]);
-                bytes = &bytes[n..];
-                if have + n < FRAME_HEADER_LEN {
-                    self.head_len = (have + n) as u8;
-                    continue;
-                }
-                self.head_len = 0;
+            } else if fill(&mut self.head, &mut self.head_len, &mut bytes) {
                 self.start_frame();
             }
         }
@@ -165,15 +156,9 @@ impl ClientFrames {
             Payload::ConnectionWindowUpdate => 4,
         };
         while !bytes.is_empty() {
-            let have = usize::from(self.field_len);
-            let n = (width - have).min(bytes.len());
-            self.field[have..have + n].copy_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if have + n < width {
-                self.field_len = (have + n) as u8;
+            if !fill(&mut self.field[..width], &mut self.field_len, &mut bytes) {
                 return;
             }
-            self.field_len = 0;
             let f = self.field;
             match self.kind {
                 Payload::Settings => {
@@ -273,15 +258,9 @@ impl Outbound {
                 bytes = &bytes[n..];
                 continue;
             }
-            let have = usize::from(self.head_len);
-            let n = (FRAME_HEADER_LEN - have).min(bytes.len());
-            self.head[have..have + n].copy_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if have + n < FRAME_HEADER_LEN {
-                self.head_len = (have + n) as u8;
+            if !fill(&mut self.head, &mut self.head_len, &mut bytes) {
                 continue;
             }
-            self.head_len = 0;
             let head = self.head;
             let len = frame_len(&head);
             if head[3] == TYPE_DATA && len as i64 > self.window {

@@ -1,8 +1,8 @@
 //! Portcullis: a security gateway for partner APIs, built on pingora.
 //!
-//! Requests walk through a corridor of stages (see `DESIGN.md`); each stage is
-//! plain Rust over a request view and knows nothing of pingora. `proxy.rs` is
-//! the only place that wires stages to pingora's phases.
+//! Requests walk through a corridor of stages (see `docs/architecture.md` at
+//! the repository root); each stage is plain Rust over request data and knows
+//! nothing of pingora. `proxy.rs` wires the stages to pingora's phases.
 
 // pingora's proxy phases nest many async stages in one future.
 #![recursion_limit = "256"]

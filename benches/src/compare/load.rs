@@ -205,7 +205,9 @@ pub fn parse_h2load(out: &str) -> Result<Throughput, String> {
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| format!("no status codes in h2load's report:\n{out}"))?;
-    if failed > 0 || two_xx != succeeded || succeeded == 0 {
+    // A response whose head came back just before the duration ended
+    // counts as 2xx but not as succeeded: only fewer 2xx is a failure.
+    if failed > 0 || two_xx < succeeded || succeeded == 0 {
         return Err(format!(
             "h2load: {succeeded} succeeded, {two_xx} answered 2xx, {failed} failed or errored"
         ));
