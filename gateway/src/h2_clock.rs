@@ -795,4 +795,22 @@ mod tests {
             }
         }
     }
+
+    /// Found by the fuzzer: a frame header split after its 6th byte is
+    /// pending for a moment (it may be a HEADERS frame's), so split input
+    /// can show a period that whole input never does. Splitting only adds
+    /// moments to look at: never fewer periods, and the same state at the end.
+    #[test]
+    fn a_split_frame_header_may_add_a_period_never_remove_one() {
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0x25, 0xff, 0xff]);
+        bytes.extend_from_slice(&[0xff; 9]);
+        let mut whole = H2HeaderClock::new();
+        let _ = whole.feed(&bytes);
+        let mut parts = H2HeaderClock::new();
+        let _ = parts.feed(&bytes[..39]);
+        let _ = parts.feed(&bytes[39..]);
+        assert_eq!(whole.header_pending(), parts.header_pending());
+        assert_eq!((whole.generation(), parts.generation()), (1, 2));
+    }
 }

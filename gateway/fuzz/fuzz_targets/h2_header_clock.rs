@@ -1,6 +1,8 @@
 //! Any client bytes through the HTTP/2 header-deadline tracker, whole and
 //! split at a point the input chooses: nothing panics, and the chunking
 //! never changes what the tracker concludes (a reader sees arbitrary splits).
+//! A split can reveal a pending period whole input passes over (a frame
+//! header cut in two is pending for a moment), never hide one.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use portcullis::h2_clock::H2HeaderClock;
@@ -20,6 +22,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = parts.feed(&bytes[..at]);
         let _ = parts.feed(&bytes[at..]);
         assert_eq!(whole.header_pending(), parts.header_pending());
-        assert_eq!(whole.generation(), parts.generation());
+        assert!(parts.generation() >= whole.generation());
     }
 });
