@@ -218,14 +218,11 @@ async fn editing_a_setting_that_needs_a_restart_refuses_the_reload_loudly() {
         )
         .await;
         assert_eq!(generation(&gw).await, 1, "{section}: nothing was applied");
-        let status = gw
-            .client()
-            .get(gw.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 404, "{section}: the policy edit waits too");
+        assert_eq!(
+            healthz_status(&gw).await,
+            404,
+            "{section}: the policy edit waits too"
+        );
         let logs = gw.logs();
         assert!(
             logs.contains(section) && logs.contains("takes effect only on restart"),
@@ -239,14 +236,13 @@ async fn editing_a_setting_that_needs_a_restart_refuses_the_reload_loudly() {
         (generation(&gw).await >= 2).then_some(())
     })
     .await;
-    let status = gw
-        .client()
-        .get(gw.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    assert_eq!(healthz_status(&gw).await, 200);
+}
+
+/// The status of `GET /healthz`, the route the policy edits add.
+async fn healthz_status(gw: &Gateway) -> u16 {
+    let resp = gw.client().get(gw.url("/healthz")).send().await.unwrap();
+    resp.status().as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
