@@ -57,6 +57,16 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
+impl Answer {
+    /// The `x-request-id` it carries, for the log line.
+    pub fn request_id(&self) -> &str {
+        self.headers
+            .iter()
+            .find(|(name, _)| *name == "x-request-id")
+            .map_or("", |(_, value)| value.as_str())
+    }
+}
+
 /// The held output passed [`HELD_LIMIT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeldTooMuch;

@@ -831,32 +831,38 @@ pub(crate) fn decorate(resp: &mut ResponseHeader, ctx: &RequestCtx) -> pingora::
 /// target over 64 KiB, so a request line longer than the URI limit is
 /// answered as too long, whatever else pingora disliked.
 pub fn parser_refusal(plan: &Plan, request_line: usize) -> Vec<u8> {
-    let request_id = request_id::generate();
     let (reject, status_line) = if request_line > plan.limits.max_uri_bytes {
         (problem::URI_TOO_LONG, "414 URI Too Long")
     } else {
         (problem::BAD_REQUEST, "400 Bad Request")
     };
-    let body = problem::render(&reject, &request_id, None);
-    let mut out = format!(
-        "HTTP/1.1 {status_line}\r\ncontent-type: {}\r\ncontent-length: {}\r\ncache-control: no-store\r\n\
-         x-content-type-options: nosniff\r\nx-request-id: {request_id}\r\n{HSTS}: ",
-        problem::CONTENT_TYPE,
-        body.len(),
-    )
-    .into_bytes();
-    out.extend_from_slice(plan.hsts.as_bytes());
-    out.extend_from_slice(b"\r\nconnection: close\r\n\r\n");
-    out.extend_from_slice(&body);
+    let answer = guard_answer(plan, reject);
+    let mut out = format!("HTTP/1.1 {status_line}\r\n").into_bytes();
+    for (name, value) in &answer.headers {
+        out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"connection: close\r\n\r\n");
+    out.extend_from_slice(&answer.body);
     out
 }
 
 /// Our answer in place of pingora's bare HTTP/2 400, which it gives only
 /// for a request whose host is ambiguous (see `h2_refusal`).
 pub fn h2_authority_refusal(plan: &Plan) -> crate::h2_refusal::Answer {
+    let answer = guard_answer(plan, unambiguous::AUTHORITY_AMBIGUOUS);
+    tracing::info!(
+        request_id = answer.request_id(),
+        code = unambiguous::AUTHORITY_AMBIGUOUS.code,
+        "refused an HTTP/2 request before routing"
+    );
+    answer
+}
+
+/// The headers and document of a refusal the connection guard writes in
+/// place of pingora's own: no request context exists yet, so only what
+/// every problem answer carries.
+fn guard_answer(plan: &Plan, reject: Reject) -> crate::h2_refusal::Answer {
     let request_id = request_id::generate();
-    let reject = unambiguous::AUTHORITY_AMBIGUOUS;
-    tracing::info!(request_id = %request_id, code = reject.code, "refused an HTTP/2 request before routing");
     let body = problem::render(&reject, &request_id, None);
     crate::h2_refusal::Answer {
         headers: vec![
