@@ -8,10 +8,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use portcullis::body::{bound_to, parse_strict, Pointer, MAX_DEPTH};
-use portcullis::isolation::{admit_partner, admit_route, check_bindings, Binding, Partner};
-use portcullis::schemas::{compile, property_types, Loader};
-use portcullis::validation::{BodySchema, ParamSchema, RouteValidation};
+use portcullis::stage::body::{bound_to, parse_strict, Pointer, MAX_DEPTH};
+use portcullis::stage::isolation::{admit_partner, admit_route, check_bindings, Binding, Partner};
+use portcullis::stage::schemas::{compile, property_types, Loader};
+use portcullis::stage::validate::{BodySchema, ParamSchema, RouteValidation};
 
 fn partner() -> Partner {
     Partner {
@@ -176,7 +176,7 @@ fn validation(c: &mut Criterion) {
 }
 
 fn response(c: &mut Criterion) {
-    use portcullis::minimise::{FieldFilter, LeakScanner};
+    use portcullis::stage::minimise::{FieldFilter, LeakScanner};
     let allow = FieldFilter::allow(&[
         "/partner".into(),
         "/orders/*/id".into(),
@@ -202,8 +202,8 @@ fn response(c: &mut Criterion) {
 }
 
 fn assertion(c: &mut Criterion) {
-    use portcullis::assertion::{Claims, Signer};
     use portcullis::config::model::{AssertionAlgorithm, AssertionSettings};
+    use portcullis::stage::assertion::{Claims, Signer};
     let dir = tempfile::tempdir().unwrap();
     let ed = dir.path().join("ed.pem");
     let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();

@@ -94,7 +94,7 @@ fn keys(c: &mut Criterion) {
 }
 
 fn routing(c: &mut Criterion) {
-    let mut router = portcullis::router::Router::default();
+    let mut router = portcullis::stage::route::Router::default();
     for i in 0..50 {
         router
             .insert(
@@ -106,10 +106,12 @@ fn routing(c: &mut Criterion) {
     }
     let mut group = c.benchmark_group("path_and_route");
     group.bench_function("normalise_clean_path", |b| {
-        b.iter(|| portcullis::path::normalise("/partners/acme/resource42/acme-1001"))
+        b.iter(|| portcullis::stage::path::normalise("/partners/acme/resource42/acme-1001"))
     });
     group.bench_function("normalise_dirty_path", |b| {
-        b.iter(|| portcullis::path::normalise("//partners/./acme/%72esource42/x/../acme-1001"))
+        b.iter(|| {
+            portcullis::stage::path::normalise("//partners/./acme/%72esource42/x/../acme-1001")
+        })
     });
     group.bench_function("route_lookup_50_routes", |b| {
         b.iter(|| {
@@ -125,13 +127,13 @@ fn routing(c: &mut Criterion) {
 /// (serialised and chained, as the writer thread does), the rate-limit
 /// decision made locally, the brute-force check and the anomaly count.
 fn monitoring(c: &mut Criterion) {
-    use portcullis::audit::chain::Chain;
-    use portcullis::audit::{Decision, Entry, Record, Timings};
     use portcullis::config::monitoring::{AnomalySettings, AuthFailureSettings, RateSpec};
     use portcullis::limits::abuse::{AbuseGuard, AbuseStats};
     use portcullis::limits::anomaly::{AnomalyDetector, AnomalyStats};
     use portcullis::limits::limiter::Check;
     use portcullis::limits::{LimitStats, Rate, RateLimiter};
+    use portcullis::monitor::audit::chain::Chain;
+    use portcullis::monitor::audit::{Decision, Entry, Record, Timings};
 
     let record = Record {
         request_id: "6a494c344d9655ef524b8f439eb92abd".into(),

@@ -97,7 +97,7 @@ pub struct Started {
 /// a gateway process.
 pub async fn start(
     binary: &std::path::Path,
-    ca: &portcullis::certgen::Ca,
+    ca: &portcullis::transport::certgen::Ca,
     upstream: SocketAddr,
     extra: &str,
 ) -> Result<Started, String> {
@@ -108,7 +108,7 @@ pub async fn start(
 /// its arguments, such as `taskset -c 1`) when one is given.
 pub async fn start_with(
     binary: &std::path::Path,
-    ca: &portcullis::certgen::Ca,
+    ca: &portcullis::transport::certgen::Ca,
     upstream: SocketAddr,
     extra: &str,
     launcher: &[&str],
@@ -197,7 +197,7 @@ impl Started {
     /// An HTTP/1.1 client of this gateway presenting its key.
     pub fn client(
         &self,
-        ca: &portcullis::certgen::Ca,
+        ca: &portcullis::transport::certgen::Ca,
         pool: usize,
     ) -> Result<reqwest::Client, String> {
         self.client_with_key(ca, pool, &self.key)
@@ -206,7 +206,7 @@ impl Started {
     /// An HTTP/1.1 client of this gateway presenting `key`.
     pub fn client_with_key(
         &self,
-        ca: &portcullis::certgen::Ca,
+        ca: &portcullis::transport::certgen::Ca,
         pool: usize,
         key: &str,
     ) -> Result<reqwest::Client, String> {

@@ -107,9 +107,9 @@ enum AuditAction {
         #[arg(long)]
         reason: Option<String>,
         /// A duration back from now (`1h`, `2d`) or an RFC 3339 time.
-        #[arg(long, value_parser = portcullis::audit::search::parse_time)]
+        #[arg(long, value_parser = portcullis::monitor::audit::search::parse_time)]
         since: Option<std::time::SystemTime>,
-        #[arg(long, value_parser = portcullis::audit::search::parse_time)]
+        #[arg(long, value_parser = portcullis::monitor::audit::search::parse_time)]
         until: Option<std::time::SystemTime>,
         /// Include events (blocks, anomalies, gaps), not just requests.
         #[arg(long)]
@@ -169,9 +169,9 @@ enum KeysAction {
     Suspended,
 }
 
-impl From<KeysAction> for portcullis::keys_cli::KeysCommand {
+impl From<KeysAction> for portcullis::cli::keys::KeysCommand {
     fn from(a: KeysAction) -> Self {
-        use portcullis::keys_cli::KeysCommand as K;
+        use portcullis::cli::keys::KeysCommand as K;
         match a {
             KeysAction::Create {
                 partner,
@@ -205,7 +205,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn print_reload_classes(loaded: &portcullis::config::Loaded) {
+fn print_reload_classes(loaded: &portcullis::plan::Loaded) {
     use portcullis::config::restart::{settings, Applies};
     for s in settings(&loaded.settings) {
         let when = match s.applies {
@@ -249,7 +249,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Keys { config, action } => match config {
-            Some(config) => portcullis::keys_cli::run(&config, action.into()),
+            Some(config) => portcullis::cli::keys::run(&config, action.into()),
             None => Err("keys: --config FILE is required".to_string()),
         },
         Command::ConfigSchema { of } => {
@@ -264,7 +264,7 @@ fn main() -> ExitCode {
         }
         Command::Audit {
             action: AuditAction::Verify { files, key_file },
-        } => match portcullis::audit_cli::verify(&files, key_file.as_deref()) {
+        } => match portcullis::cli::audit::verify(&files, key_file.as_deref()) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
@@ -286,7 +286,7 @@ fn main() -> ExitCode {
                     summary_only,
                 },
         } => {
-            let filter = portcullis::audit::search::Filter {
+            let filter = portcullis::monitor::audit::search::Filter {
                 partner,
                 key_id,
                 client_ip,
@@ -297,11 +297,11 @@ fn main() -> ExitCode {
                 until,
                 events,
             };
-            portcullis::audit_cli::search(&files, &filter, limit, summary_only)
+            portcullis::cli::audit::search(&files, &filter, limit, summary_only)
         }
         #[cfg(feature = "demo")]
         Command::Demo { dir, https, admin } => {
-            portcullis::demo::run(portcullis::demo::DemoOptions { dir, https, admin })
+            portcullis::cli::demo::run(portcullis::cli::demo::DemoOptions { dir, https, admin })
         }
         #[cfg(not(feature = "demo"))]
         Command::Demo { .. } => Err(

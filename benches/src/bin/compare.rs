@@ -335,7 +335,7 @@ async fn main() -> Result<(), String> {
     let body_file = s.join("body.json");
     std::fs::write(&body_file, body()).map_err(|e| e.to_string())?;
 
-    let ca = portcullis::certgen::Ca::new("compare CA").map_err(|e| e.to_string())?;
+    let ca = portcullis::transport::certgen::Ca::new("compare CA").map_err(|e| e.to_string())?;
     let ca_pem = ca.cert_pem();
     let leaf = ca.issue(&["localhost"]).map_err(|e| e.to_string())?;
     std::fs::write(s.join("cert.pem"), &leaf.cert_pem).map_err(|e| e.to_string())?;

@@ -33,7 +33,8 @@ async fn main() -> Result<(), String> {
         portcullis_example_upstream::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(|e| e.to_string())?;
-    let ca = portcullis::certgen::Ca::new("instructions CA").map_err(|e| e.to_string())?;
+    let ca =
+        portcullis::transport::certgen::Ca::new("instructions CA").map_err(|e| e.to_string())?;
     let body = body();
     let mut rows = Vec::new();
     for (route, audit) in [
@@ -70,7 +71,7 @@ async fn main() -> Result<(), String> {
 
 async fn measure(
     gw: &Started,
-    ca: &portcullis::certgen::Ca,
+    ca: &portcullis::transport::certgen::Ca,
     route: &str,
     body: &[u8],
     requests: u64,

@@ -121,7 +121,7 @@ async fn main() -> Result<(), String> {
         portcullis_example_upstream::spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .map_err(|e| e.to_string())?;
-    let ca = portcullis::certgen::Ca::new("soak CA").map_err(|e| e.to_string())?;
+    let ca = portcullis::transport::certgen::Ca::new("soak CA").map_err(|e| e.to_string())?;
     // Blocking would turn the rest of the run into 429s; it is not what is measured here.
     let gw = start(
         &binary,

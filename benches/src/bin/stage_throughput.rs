@@ -41,7 +41,7 @@ async fn main() -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
 
-    let ca = portcullis::certgen::Ca::new("bench CA").map_err(|e| e.to_string())?;
+    let ca = portcullis::transport::certgen::Ca::new("bench CA").map_err(|e| e.to_string())?;
     // Two gateways alike but for the audit trail: the price of auditing
     // every request is the `unaudited` row against `streamed`.
     let audited = start(

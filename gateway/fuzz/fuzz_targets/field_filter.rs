@@ -2,7 +2,7 @@
 //! what it returns is JSON, and a denied field never survives filtering.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use portcullis::minimise::FieldFilter;
+use portcullis::stage::minimise::FieldFilter;
 
 fuzz_target!(|data: &[u8]| {
     let deny = ["/secret".to_string(), "/items/*/cost".to_string()];

@@ -5,14 +5,14 @@
 //! header cut in two is pending for a moment), never hide one.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use portcullis::h2_clock::H2HeaderClock;
+use portcullis::transport::h2_clock::H2HeaderClock;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&split, stream)) = data.split_first() else {
         return;
     };
     // Behind a valid preface, so the fuzzer reaches the frame parser.
-    let mut framed = portcullis::h2_clock::PREFACE.to_vec();
+    let mut framed = portcullis::transport::h2_clock::PREFACE.to_vec();
     framed.extend_from_slice(stream);
     for bytes in [stream, framed.as_slice()] {
         let mut whole = H2HeaderClock::new();

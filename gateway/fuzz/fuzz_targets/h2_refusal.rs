@@ -4,7 +4,7 @@
 //! 400 comes out byte for byte once the window is open.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use portcullis::h2_refusal::{Answer, Outbound};
+use portcullis::transport::h2_refusal::{Answer, Outbound};
 
 fn answer() -> Answer {
     Answer {

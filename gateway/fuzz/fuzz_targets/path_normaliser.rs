@@ -7,14 +7,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(canonical) = portcullis::path::normalise(raw) {
+    if let Ok(canonical) = portcullis::stage::path::normalise(raw) {
         assert!(canonical.starts_with('/'), "{canonical:?}");
         assert!(
             !canonical.split('/').any(|s| s == ".." || s == "."),
             "{canonical:?}"
         );
         assert_eq!(
-            portcullis::path::normalise(&canonical).as_deref(),
+            portcullis::stage::path::normalise(&canonical).as_deref(),
             Ok(canonical.as_str()),
             "normalising twice changed {raw:?}"
         );

@@ -5,19 +5,8 @@
 
 use http::HeaderMap;
 
-use crate::problem::Reject;
-
-pub const KEY_IN_QUERY: Reject = Reject::new(
-    400,
-    "key_in_query",
-    "API keys are not accepted in the query string; send them in a header",
-);
-pub const CONFLICTING_CREDENTIALS: Reject = Reject::new(
-    400,
-    "conflicting_credentials",
-    "The request carries more than one credential",
-);
-pub const KEY_MISSING: Reject = Reject::new(401, "key_missing", "An API key is required");
+use crate::stage::problem;
+use crate::stage::problem::Reject;
 
 /// Query parameter names that mean "here is my key".
 pub const QUERY_NAMES: [&str; 6] = [
@@ -41,14 +30,14 @@ pub fn extract<'a>(
             if QUERY_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
                 || value.starts_with(super::format::PREFIX)
             {
-                return Err(KEY_IN_QUERY);
+                return Err(problem::KEY_IN_QUERY);
             }
         }
     }
     let mut found: Option<&[u8]> = None;
     let mut offer = |candidate: &'a [u8]| -> Result<(), Reject> {
         match found {
-            Some(previous) if previous != candidate => Err(CONFLICTING_CREDENTIALS),
+            Some(previous) if previous != candidate => Err(problem::CONFLICTING_CREDENTIALS),
             _ => {
                 found = Some(candidate);
                 Ok(())
@@ -62,13 +51,13 @@ pub fn extract<'a>(
             .filter(|scheme| scheme.eq_ignore_ascii_case(b"bearer "))
             .map(|_| trim(&bytes[7..]))
             // Basic, Digest, … are not ours: a second credential scheme.
-            .ok_or(CONFLICTING_CREDENTIALS)?;
+            .ok_or(problem::CONFLICTING_CREDENTIALS)?;
         offer(token)?;
     }
     for value in headers.get_all(key_header) {
         offer(trim(value.as_bytes()))?;
     }
-    found.filter(|k| !k.is_empty()).ok_or(KEY_MISSING)
+    found.filter(|k| !k.is_empty()).ok_or(problem::KEY_MISSING)
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -116,34 +105,37 @@ mod tests {
 
     #[test]
     fn missing_conflicting_and_query_keys_are_refused() {
-        assert_eq!(extract(&headers(&[]), None, "x-api-key"), Err(KEY_MISSING));
+        assert_eq!(
+            extract(&headers(&[]), None, "x-api-key"),
+            Err(problem::KEY_MISSING)
+        );
         assert_eq!(
             extract(&headers(&[("x-api-key", "")]), None, "x-api-key"),
-            Err(KEY_MISSING)
+            Err(problem::KEY_MISSING)
         );
         let two = headers(&[("authorization", "Bearer a"), ("x-api-key", "b")]);
         assert_eq!(
             extract(&two, None, "x-api-key"),
-            Err(CONFLICTING_CREDENTIALS)
+            Err(problem::CONFLICTING_CREDENTIALS)
         );
         let dup = headers(&[("x-api-key", "a"), ("x-api-key", "b")]);
         assert_eq!(
             extract(&dup, None, "x-api-key"),
-            Err(CONFLICTING_CREDENTIALS)
+            Err(problem::CONFLICTING_CREDENTIALS)
         );
         let basic = headers(&[("authorization", "Basic dXNlcjpwYXNz")]);
         assert_eq!(
             extract(&basic, None, "x-api-key"),
-            Err(CONFLICTING_CREDENTIALS)
+            Err(problem::CONFLICTING_CREDENTIALS)
         );
         let ok = headers(&[("x-api-key", "a")]);
         assert_eq!(
             extract(&ok, Some("page=2&API_KEY=x"), "x-api-key"),
-            Err(KEY_IN_QUERY)
+            Err(problem::KEY_IN_QUERY)
         );
         assert_eq!(
             extract(&ok, Some("q=ptc_live_abc"), "x-api-key"),
-            Err(KEY_IN_QUERY)
+            Err(problem::KEY_IN_QUERY)
         );
         assert_eq!(extract(&ok, Some("page=2"), "x-api-key"), Ok(&b"a"[..]));
     }

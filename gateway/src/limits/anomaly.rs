@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use prometheus::{IntCounterVec, IntGaugeVec, Opts};
 
-use crate::audit::Event;
 use crate::config::monitoring::AnomalySettings;
+use crate::monitor::audit::Event;
 
 #[derive(Clone)]
 pub struct AnomalyStats {

@@ -293,7 +293,7 @@ pub struct TlsFront {
 impl TlsFront {
     pub async fn start(backend: std::net::SocketAddr) -> TlsFront {
         let dir = tempfile::tempdir().unwrap();
-        let ca = portcullis::certgen::Ca::new("Upstream test CA").unwrap();
+        let ca = portcullis::transport::certgen::Ca::new("Upstream test CA").unwrap();
         std::fs::write(dir.path().join("upstream-ca.pem"), ca.cert_pem()).unwrap();
         let leaf = ca.issue(&["upstream.test"]).unwrap();
         use rustls::pki_types::pem::PemObject;

@@ -1,0 +1,283 @@
+//! The policy files, as users write them: partners, upstreams, routes.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// One policy file: partners, upstreams and the routes that reach them.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, PartnerSpec>")]
+    pub partners: BTreeMap<String, Spanned<PartnerSpec>>,
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, UpstreamSpec>")]
+    pub upstreams: BTreeMap<String, Spanned<UpstreamSpec>>,
+    #[serde(default)]
+    #[schemars(with = "Vec<RouteSpec>")]
+    pub routes: Vec<Spanned<RouteSpec>>,
+    /// OpenAPI 3.0/3.1 documents whose operations become routes, with
+    /// their parameters and request bodies as validators.
+    #[serde(default)]
+    #[schemars(with = "Vec<OpenApiImport>")]
+    pub openapi: Vec<Spanned<OpenApiImport>>,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenApiImport {
+    /// The document (YAML or JSON), relative to the policy file.
+    pub file: PathBuf,
+    /// The upstream every imported route goes to.
+    pub upstream: String,
+    /// Only these operationIds; all operations when absent.
+    #[serde(default)]
+    pub operations: Option<Vec<String>>,
+    /// Prefix of the imported route names (`<prefix><operationId>`).
+    #[serde(default)]
+    pub name_prefix: String,
+    /// Scopes every imported route requires.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Query parameters the document does not declare: allowed or refused.
+    #[serde(default)]
+    pub unknown_query: UnknownParams,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Requests per partner on each imported route.
+    #[serde(default)]
+    pub rate_limit: Option<crate::config::monitoring::RateSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PartnerStatus {
+    #[default]
+    Active,
+    Suspended,
+}
+
+/// A partner allowed through the gateway. Keys of partners not declared
+/// in any policy file are refused.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerSpec {
+    #[serde(default)]
+    pub status: PartnerStatus,
+    /// Scopes held; a route that lists scopes needs all of them.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// When given, the only route names this partner may use.
+    #[serde(default)]
+    pub routes: Option<Vec<String>>,
+    /// When given, requests must come from these networks (CIDR, or a
+    /// single address).
+    #[serde(default)]
+    pub allow_ips: Option<Vec<String>>,
+    #[serde(default)]
+    pub limits: PartnerLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerLimits {
+    /// Requests of this partner in flight at once on one node; more get 429.
+    #[serde(default)]
+    pub max_concurrent: Option<u32>,
+    /// Requests of this partner over all routes, shared by every node.
+    #[serde(default)]
+    pub rate: Option<crate::config::monitoring::RateSpec>,
+}
+
+/// Where a request names the partner it is for. Every value given must
+/// equal the authenticated partner.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BindSpec {
+    /// Path parameter; defaults to `partner` when the template has `{partner}`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Query parameter name.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Request header name.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// JSON pointer into the request body (RFC 6901).
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// `http://host:port` or `https://host:port`; no path.
+    pub url: String,
+    /// PEM file of CA certificates trusted for this `https` upstream instead
+    /// of the system roots.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// TLS server name to send and verify; defaults to the URL's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Send the client's `Host` header instead of the upstream's authority.
+    #[serde(default)]
+    pub preserve_host: bool,
+    #[serde(default)]
+    pub timeouts: TimeoutSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSpec {
+    /// TCP connect plus TLS handshake.
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
+    pub connect: Option<Duration>,
+    /// Longest wait for any read from the upstream (response header or a body chunk).
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
+    pub read: Option<Duration>,
+    /// Longest wait for any write to the upstream.
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
+    pub write: Option<Duration>,
+    /// Whole upstream exchange, from connect to the last response byte.
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<crate::config::schema::HumanDuration>")]
+    pub total: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Stable name used in metrics and logs.
+    pub name: String,
+    pub methods: Vec<String>,
+    /// Path template, e.g. `/partners/{partner}/orders/{id}`.
+    pub path: String,
+    #[schemars(with = "String")]
+    pub upstream: Spanned<String>,
+    #[serde(default)]
+    pub timeouts: TimeoutSpec,
+    /// Scopes a partner must hold (all of them) to use this route.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub bind: BindSpec,
+    /// JSON pointer into the response that must equal the caller's partner
+    /// id; `*` walks every element of an array (`/items/*/partner`).
+    /// Otherwise the response is replaced by a 502.
+    #[serde(default)]
+    pub response_bind: Option<String>,
+    /// Largest request body accepted; bigger ones get 413.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Accept a request body on GET, HEAD, DELETE, OPTIONS and TRACE.
+    /// Refused by default (400 `body_not_allowed`): backends disagree on
+    /// whether such a body exists, and one that reads it acts on bytes no
+    /// check looked at.
+    #[serde(default)]
+    pub allow_body: bool,
+    /// Largest response buffered for `response_bind`; bigger ones get 502.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: usize,
+    /// JSON Schema validation of the request.
+    #[serde(default)]
+    pub validate: Option<ValidateSpec>,
+    /// What of the upstream's answer the partner gets.
+    #[serde(default)]
+    pub response: Option<RouteResponseSpec>,
+    /// Requests per partner on this route, shared by every node.
+    #[serde(default)]
+    pub rate_limit: Option<crate::config::monitoring::RateSpec>,
+    /// For routes imported from OpenAPI: the file inline schemas' `$ref`s
+    /// resolve against, and the draft they are written in.
+    #[serde(skip)]
+    pub schema_origin: Option<(PathBuf, SchemaDraft)>,
+}
+
+/// The JSON Schema dialect of an imported document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaDraft {
+    /// OpenAPI 3.0: close to draft 4 (boolean `exclusiveMinimum`).
+    Draft4,
+    /// OpenAPI 3.1: JSON Schema 2020-12.
+    Draft202012,
+}
+
+/// A route's response fields and caching.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteResponseSpec {
+    /// JSON pointers (`*` = every array element) of the only fields kept.
+    #[serde(default)]
+    pub allow: Option<Vec<String>>,
+    /// JSON pointers of fields removed.
+    #[serde(default)]
+    pub deny: Option<Vec<String>>,
+    /// Per partner: pointers it may see although the filter would drop them.
+    #[serde(default)]
+    pub partner_exceptions: BTreeMap<String, Vec<String>>,
+    /// `Cache-Control` for this route's answers; default `no-store`.
+    #[serde(default)]
+    pub cache_control: Option<String>,
+}
+
+/// A schema: a file under the schemas directory, or written inline.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum SchemaSource {
+    File(String),
+    Inline(serde_json::Value),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownParams {
+    #[default]
+    Allow,
+    Refuse,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateSpec {
+    /// Schema of the JSON body.
+    #[serde(default)]
+    pub body: Option<SchemaSource>,
+    /// Object schema of the query parameters; values are typed as the
+    /// schema declares (`?limit=5` is the integer 5).
+    #[serde(default)]
+    pub query: Option<SchemaSource>,
+    /// Object schema of the path parameters.
+    #[serde(default)]
+    pub path: Option<SchemaSource>,
+    /// Object schema of chosen headers (property names in lower case).
+    #[serde(default)]
+    pub headers: Option<SchemaSource>,
+    /// Query parameters the query schema does not name: allowed or refused.
+    #[serde(default)]
+    pub unknown_query: UnknownParams,
+    /// Accepted body media types; default `[application/json]`.
+    #[serde(default)]
+    pub content_types: Option<Vec<String>>,
+    /// Whether an empty body is refused; default true when a body schema
+    /// is given.
+    #[serde(default)]
+    pub body_required: Option<bool>,
+    /// Deepest JSON nesting accepted (at most 64); default 32.
+    #[serde(default)]
+    pub max_depth: Option<usize>,
+}
+
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_response_bytes() -> usize {
+    4 * 1024 * 1024
+}

@@ -1,0 +1,88 @@
+//! The per-request context pingora carries between phases: the facts each
+//! stage established, in the order they are learnt.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::limits::inflight::Permit;
+use crate::plan::{Plan, Route};
+use crate::stage::minimise::LeakScanner;
+use crate::stage::outcome::Outcome;
+use crate::stage::record::StageTimes;
+use crate::stage::trace_context::Trace;
+
+pub struct RequestCtx {
+    pub(crate) started: Instant,
+    pub(crate) request_id: String,
+    pub(crate) plan: Option<Arc<Plan>>,
+    pub(crate) route: Option<Arc<Route>>,
+    /// The authenticated partner, and the id (never the key) of its key.
+    pub(crate) partner: Option<String>,
+    pub(crate) key_id: Option<String>,
+    /// How the request ended, for audit, metrics and logs.
+    pub(crate) outcome: Outcome,
+    pub(crate) upstream_sent: Option<Instant>,
+    pub(crate) upstream_deadline: Option<Instant>,
+    /// Bytes of request body streamed so far, against the route's limit.
+    pub(crate) body_seen: usize,
+    /// This request's slot under its partner's concurrency limit.
+    pub(crate) permit: Option<Permit>,
+    /// Set in a subrequest started by `subrequest`: where to report back.
+    pub(crate) sub_outcome: Option<Arc<Mutex<Outcome>>>,
+    /// The upstream's body is being replaced by this problem document.
+    pub(crate) replacing: Option<Replacement>,
+    /// Watches a streamed response for secrets.
+    pub(crate) leak_scanner: Option<LeakScanner>,
+    /// The W3C trace this request belongs to.
+    pub(crate) trace: Trace,
+    pub(crate) client_ip: Option<IpAddr>,
+    /// The canonical path, once screening computed it.
+    pub(crate) canonical_path: Option<String>,
+    pub(crate) stages: StageTimes,
+    /// Headers every response to this request carries (rate-limit state,
+    /// Retry-After).
+    pub(crate) extra_headers: Vec<(&'static str, String)>,
+}
+
+impl RequestCtx {
+    pub fn new() -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            request_id: String::new(),
+            plan: None,
+            route: None,
+            partner: None,
+            key_id: None,
+            outcome: Outcome::Pending,
+            upstream_sent: None,
+            upstream_deadline: None,
+            body_seen: 0,
+            permit: None,
+            sub_outcome: None,
+            replacing: None,
+            leak_scanner: None,
+            trace: Trace::default(),
+            client_ip: None,
+            canonical_path: None,
+            stages: StageTimes::default(),
+            extra_headers: Vec::new(),
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        RequestCtx::new()
+    }
+}
+
+/// An upstream answer whose body is swallowed and replaced.
+pub(crate) struct Replacement {
+    pub(crate) body: Bytes,
+    /// The start of the original body, for the log.
+    pub(crate) excerpt: Vec<u8>,
+    pub(crate) status: u16,
+}
