@@ -24,7 +24,8 @@
 //! --connections 32 --idle 10000 --keys 10000`. `--latency-seconds 0`
 //! measures throughput only; `BASELINE_PORTCULLIS_BIN=<binary>` adds a
 //! second Portcullis build (bare and full) to the same rounds and prints
-//! each build's throughput against it.
+//! each build's throughput against it; `--only full` keeps only the targets whose
+//! name contains `full` (and the direct upstream).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -57,6 +58,8 @@ struct Options {
     connections: usize,
     idle: usize,
     keys: usize,
+    /// Only the targets whose name contains this (the direct upstream is always kept).
+    only: Option<String>,
 }
 
 impl Options {
@@ -68,6 +71,7 @@ impl Options {
             connections: 32,
             idle: 10_000,
             keys: 10_000,
+            only: None,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         for pair in args.chunks(2) {
@@ -83,8 +87,13 @@ impl Options {
                 "--connections" => o.connections = value("--connections")? as usize,
                 "--idle" => o.idle = value("--idle")? as usize,
                 "--keys" => o.keys = value("--keys")? as usize,
+                "--only" => o.only = pair.get(1).cloned(),
                 other => return Err(format!("unknown argument {other}")),
             }
+        }
+        if o.only.is_some() && (o.latency_seconds > 0 || o.idle > 0) {
+            // The latency and idle reports index the full set of targets.
+            return Err("--only needs --latency-seconds 0 --idle 0".into());
         }
         if o.rounds == 0 || o.seconds == 0 || o.connections < 8 {
             // `--latency-seconds 0` measures throughput only.
@@ -465,6 +474,9 @@ async fn main() -> Result<(), String> {
         targets.push(gateway_target("baseline bare", bare, "/echo/streamed"));
         targets.push(gateway_target("baseline full", full, "/echo/full"));
     }
+    if let Some(only) = &o.only {
+        targets.retain(|t| t.name == "direct upstream" || t.name.contains(only.as_str()));
+    }
     for target in &targets[1..] {
         check_job(&ca_pem, target, target.key()).await?;
     }
@@ -617,12 +629,16 @@ fn throughput_report(
                 rate / floor
             );
         }
-        if targets.len() > FULL + 2 {
-            for (t, b) in [(BARE, FULL + 1), (FULL, FULL + 2)] {
+        for (t, target) in targets.iter().enumerate() {
+            let Some(build) = target.name.strip_prefix("portcullis ") else {
+                continue;
+            };
+            let paired = format!("baseline {build}");
+            if let Some(b) = targets.iter().position(|x| x.name == paired) {
                 println!(
                     "\n{} / {}: {:.3}",
-                    targets[t].name,
-                    targets[b].name,
+                    target.name,
+                    paired,
                     capacity(results, m, t) / capacity(results, m, b)
                 );
             }

@@ -41,3 +41,99 @@ pub async fn authenticate(
         Verdict::TooManyUnknown(id) => Err((problem::TOO_MANY_UNKNOWN_KEYS, Some(id))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::keys::embedded::EmbeddedStore;
+    use crate::keys::format;
+    use crate::keys::pepper::Pepper;
+    use crate::keys::service::KeyService;
+
+    struct Keys {
+        _dir: tempfile::TempDir,
+        service: KeyService,
+    }
+
+    fn keys() -> Keys {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("keys.json")).unwrap();
+        let verifier = Verifier::new(
+            Pepper::from_bytes([7; 32]),
+            Arc::new(store),
+            1_000,
+            Duration::from_secs(5),
+        );
+        Keys {
+            _dir: dir,
+            service: KeyService::new(Arc::new(verifier)),
+        }
+    }
+
+    fn with_key(key: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-api-key", HeaderValue::from_str(key).unwrap());
+        headers
+    }
+
+    async fn run(
+        keys: &Keys,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Result<String, (Reject, bool)> {
+        authenticate(keys.service.verifier(), headers, query, "x-api-key", None)
+            .await
+            .map(|record| record.partner.clone())
+            .map_err(|(reject, id)| (reject, id.is_some()))
+    }
+
+    #[tokio::test]
+    async fn a_valid_key_names_its_partner() {
+        let keys = keys();
+        let (key, _) = keys.service.create("acme", "primary", None).await.unwrap();
+        let found = run(&keys, &with_key(key.reveal()), None).await;
+        assert_eq!(found.as_deref(), Ok("acme"));
+    }
+
+    #[tokio::test]
+    async fn each_bad_credential_has_its_own_code_and_only_well_formed_keys_an_id() {
+        let keys = keys();
+        assert_eq!(
+            run(&keys, &HeaderMap::new(), None).await,
+            Err((problem::KEY_MISSING, false))
+        );
+        assert_eq!(
+            run(&keys, &with_key("ptc_live_short"), None).await,
+            Err((problem::KEY_MALFORMED, false))
+        );
+        let unknown = format::generate();
+        assert_eq!(
+            run(&keys, &with_key(unknown.reveal()), None).await,
+            Err((problem::KEY_INVALID, true)),
+            "a well-formed unknown key is remembered by id for brute-force accounting"
+        );
+        assert_eq!(
+            run(&keys, &HeaderMap::new(), Some("api_key=x")).await,
+            Err((problem::KEY_IN_QUERY, false))
+        );
+    }
+
+    #[test]
+    fn guesses_count_towards_blocking_and_outages_do_not() {
+        for reject in [
+            problem::KEY_MISSING,
+            problem::KEY_MALFORMED,
+            problem::KEY_INVALID,
+            problem::KEY_EXPIRED,
+            problem::PARTNER_SUSPENDED,
+        ] {
+            assert!(counts_towards_blocking(reject), "{}", reject.code);
+        }
+        assert!(!counts_towards_blocking(problem::KEY_STORE_UNAVAILABLE));
+        assert!(!counts_towards_blocking(problem::KEY_IN_QUERY));
+    }
+}

@@ -21,99 +21,12 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{Client, Script};
 
+mod scripts;
+
 use super::pepper::KeyHash;
 use super::store::{KeyRecord, KeyStore, Lookup, StoreError};
 use crate::config::model::RedisSettings;
-
-const LOOKUP: &str = r"
-local fields = redis.call('HGETALL', KEYS[1])
-local partner = redis.call('HGET', KEYS[1], 'partner')
-local suspended = 0
-if partner then suspended = redis.call('SISMEMBER', KEYS[3], partner) end
-return {fields, redis.call('GET', KEYS[2]) or '0', suspended}
-";
-
-/// Suspends (ARGV[2] = 1) or resumes a partner; a change like any other,
-/// so every node drops its cache before the caller is told it is done.
-const SUSPEND: &str = r"
-if ARGV[2] == '1' then
-  redis.call('SADD', KEYS[1], ARGV[1])
-else
-  redis.call('SREM', KEYS[1], ARGV[1])
-end
-local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[3], e)
-return e
-";
-
-const INSERT: &str = r"
-if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return redis.error_reply('CONFLICT') end
-redis.call('HSET', KEYS[1], 'partner', ARGV[3], 'name', ARGV[1], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[3], ARGV[3])
-return 1
-";
-
-const REPLACE: &str = r"
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if not old then return redis.error_reply('NOTFOUND') end
-local oldkey = ARGV[7] .. 'key:' .. old
-local fields = redis.call('HGETALL', oldkey)
-redis.call('DEL', oldkey)
-redis.call('HSET', KEYS[3], 'partner', ARGV[3], 'name', ARGV[1], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[8], e)
-return {old, fields, e}
-";
-
-const REMOVE: &str = r"
-local old = redis.call('HGET', KEYS[1], ARGV[1])
-if not old then return redis.error_reply('NOTFOUND') end
-local oldkey = ARGV[2] .. 'key:' .. old
-local fields = redis.call('HGETALL', oldkey)
-redis.call('DEL', oldkey)
-redis.call('HDEL', KEYS[1], ARGV[1])
-local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[3], e)
-return {old, fields, e}
-";
-
-/// Renews this node's lease and reads the current epoch, on Redis's clock.
-const RENEW: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 600000)
-return tonumber(redis.call('GET', KEYS[2]) or '0')
-";
-
-/// Counts live nodes that have not yet applied epoch ARGV[1], and how
-/// long (ms) until the last of their leases runs out.
-const PENDING: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf', 'WITHSCORES')
-local pending, latest = 0, now
-for i = 1, #live, 2 do
-  local acked = tonumber(redis.call('HGET', KEYS[2], live[i]) or '0')
-  if acked < tonumber(ARGV[1]) then
-    pending = pending + 1
-    latest = math.max(latest, tonumber(live[i + 1]))
-  end
-end
-return {pending, latest - now}
-";
-
-struct Scripts {
-    lookup: Script,
-    suspend: Script,
-    insert: Script,
-    replace: Script,
-    remove: Script,
-    renew: Script,
-    pending: Script,
-}
+use scripts::Scripts;
 
 pub struct RedisStore {
     settings: RedisSettings,
@@ -254,15 +167,7 @@ impl RedisStore {
             last_forgotten: std::sync::Mutex::new(None),
             lease_conn: tokio::sync::Mutex::new(None),
             prefix: settings.prefix.clone(),
-            scripts: Scripts {
-                lookup: Script::new(LOOKUP),
-                suspend: Script::new(SUSPEND),
-                insert: Script::new(INSERT),
-                replace: Script::new(REPLACE),
-                remove: Script::new(REMOVE),
-                renew: Script::new(RENEW),
-                pending: Script::new(PENDING),
-            },
+            scripts: Scripts::new(),
             timeout: settings.timeout,
             lease: settings.lease,
         }
