@@ -103,14 +103,7 @@ fn value(text: &str) -> Result<HeaderValue, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn request(target: &str, headers: &[(&str, &str)]) -> Parts {
-        let mut builder = http::Request::builder().uri(target);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        builder.body(()).unwrap().into_parts().0
-    }
+    use crate::stage::test_request as request;
 
     fn forward<'a>(identity: &'a IdentityHeaders, trace: &'a Trace) -> Forward<'a> {
         Forward {

@@ -40,3 +40,14 @@ pub mod screen;
 pub mod trace_context;
 pub mod unambiguous;
 pub mod validate;
+
+/// A request head for stage tests: these take `http` types, so no socket
+/// or pingora session is needed.
+#[cfg(test)]
+pub(crate) fn test_request(target: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+    let mut builder = http::Request::builder().uri(target);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).unwrap().into_parts().0
+}

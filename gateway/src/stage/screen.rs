@@ -75,15 +75,7 @@ pub fn declared_length(headers: &HeaderMap) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parts(target: &str, headers: &[(&str, &str)]) -> Parts {
-        let mut builder = http::Request::builder().uri(target);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let (parts, ()) = builder.body(()).map(|r| r.into_parts()).unwrap();
-        parts
-    }
+    use crate::stage::test_request as parts;
 
     const LIMITS: Limits = Limits {
         max_uri_bytes: 64,
