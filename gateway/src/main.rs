@@ -235,7 +235,7 @@ fn main() -> ExitCode {
                 println!(
                     "{}: OK ({} routes, {} policy files)",
                     config.display(),
-                    loaded.plan.routes,
+                    loaded.plan.routes(),
                     loaded.sources.len() - 1
                 );
                 Ok(())

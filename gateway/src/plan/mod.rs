@@ -1,5 +1,8 @@
 //! Compiles the YAML model into a [`Plan`]: every reference resolved, every
 //! value checked, so serving a request never meets a configuration error.
+//! A plan is immutable once compiled (requests share it as `Arc<Plan>`) and
+//! its fields are crate-private: outside the gateway it can be loaded and
+//! counted, not taken apart or built by hand.
 
 mod openapi;
 mod partners;
@@ -36,10 +39,10 @@ use validation::SchemaContext;
 /// Resolved per-route upstream timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
-    pub connect: Duration,
-    pub read: Duration,
-    pub write: Duration,
-    pub total: Duration,
+    pub(crate) connect: Duration,
+    pub(crate) read: Duration,
+    pub(crate) write: Duration,
+    pub(crate) total: Duration,
 }
 
 impl Timeouts {
@@ -61,25 +64,25 @@ impl Timeouts {
 }
 
 pub struct Upstream {
-    pub name: String,
+    pub(crate) name: String,
     /// `host:port` as configured, for logs.
-    pub address: String,
+    pub(crate) address: String,
     /// Resolved when the configuration is compiled (and again on reload),
     /// so no request ever waits on DNS.
-    pub socket: SocketAddr,
-    pub tls: bool,
+    pub(crate) socket: SocketAddr,
+    pub(crate) tls: bool,
     /// TLS server name (SNI and certificate verification).
-    pub server_name: String,
+    pub(crate) server_name: String,
     /// `Host` header value sent upstream unless `preserve_host`.
-    pub authority: String,
-    pub preserve_host: bool,
-    pub ca: Option<Arc<CaType>>,
-    pub timeouts: Timeouts,
+    pub(crate) authority: String,
+    pub(crate) preserve_host: bool,
+    pub(crate) ca: Option<Arc<CaType>>,
+    pub(crate) timeouts: Timeouts,
     /// Keeps this upstream's pooled connections apart from any other's.
     /// pingora's pool key ignores the CA a connection was verified against,
     /// so without it a connection verified for one upstream's private CA
     /// could be reused by another upstream that trusts only system roots.
-    pub pool_key: u64,
+    pub(crate) pool_key: u64,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -94,29 +97,29 @@ impl std::fmt::Debug for Upstream {
 
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
-    pub upstream: Arc<Upstream>,
-    pub timeouts: Timeouts,
-    pub scopes: Vec<String>,
-    pub binding: Binding,
-    pub response_bind: Option<Pointer>,
-    pub max_body_bytes: usize,
+    pub(crate) name: String,
+    pub(crate) upstream: Arc<Upstream>,
+    pub(crate) timeouts: Timeouts,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) binding: Binding,
+    pub(crate) response_bind: Option<Pointer>,
+    pub(crate) max_body_bytes: usize,
     /// A body is accepted even on methods that carry none.
-    pub allow_body: bool,
-    pub max_response_bytes: usize,
-    pub validation: Option<RouteValidation>,
-    pub fields: Option<Fields>,
+    pub(crate) allow_body: bool,
+    pub(crate) max_response_bytes: usize,
+    pub(crate) validation: Option<RouteValidation>,
+    pub(crate) fields: Option<Fields>,
     /// `Cache-Control` on this route's answers.
-    pub cache_control: HeaderValue,
+    pub(crate) cache_control: HeaderValue,
     /// Requests per partner on this route.
-    pub rate_limit: Option<crate::limits::Rate>,
+    pub(crate) rate_limit: Option<crate::limits::Rate>,
 }
 
 /// A route's field filter, and the variants some partners get instead.
 #[derive(Debug)]
 pub struct Fields {
-    pub filter: FieldFilter,
-    pub per_partner: HashMap<String, FieldFilter>,
+    pub(crate) filter: FieldFilter,
+    pub(crate) per_partner: HashMap<String, FieldFilter>,
 }
 
 impl Fields {
@@ -144,24 +147,31 @@ impl Route {
 /// The immutable, compiled configuration requests are served from.
 #[derive(Debug)]
 pub struct Plan {
-    pub router: Router<Route>,
-    pub routes: usize,
-    pub hsts: HeaderValue,
-    pub limits: Limits,
-    pub trust_request_id: bool,
-    pub keepalive_secs: u64,
-    pub body_timeout: Duration,
-    pub client_io_timeout: Duration,
-    pub partners: Partners,
+    pub(crate) router: Router<Route>,
+    pub(crate) routes: usize,
+    pub(crate) hsts: HeaderValue,
+    pub(crate) limits: Limits,
+    pub(crate) trust_request_id: bool,
+    pub(crate) keepalive_secs: u64,
+    pub(crate) body_timeout: Duration,
+    pub(crate) client_io_timeout: Duration,
+    pub(crate) partners: Partners,
     /// Headers removed before forwarding: identity claims, and URL or
     /// method overrides a framework behind us would act on.
-    pub identity_headers: IdentityHeaders,
-    pub response_headers: HeaderPatterns,
-    pub replace_errors: ReplaceErrors,
-    pub block_secrets: bool,
-    pub error_log_bytes: usize,
+    pub(crate) identity_headers: IdentityHeaders,
+    pub(crate) response_headers: HeaderPatterns,
+    pub(crate) replace_errors: ReplaceErrors,
+    pub(crate) block_secrets: bool,
+    pub(crate) error_log_bytes: usize,
     /// Signs the identity assertion sent upstream, when configured.
-    pub signer: Option<Arc<Signer>>,
+    pub(crate) signer: Option<Arc<Signer>>,
+}
+
+impl Plan {
+    /// How many routes the plan serves.
+    pub fn routes(&self) -> usize {
+        self.routes
+    }
 }
 
 /// A full load: the settings (some only take effect at start), the plan,
