@@ -1,6 +1,7 @@
 //! Partner isolation: who may call at all, which routes, from where, and
 //! that every place a request names a partner names the caller. Pure
-//! functions over compiled policy; the body binding lives in `body.rs`.
+//! functions over compiled policy; the body binding is checked in `inspect.rs`
+//! once the body is read (JSON pointers in `body.rs`).
 
 use std::collections::HashSet;
 use std::net::IpAddr;
