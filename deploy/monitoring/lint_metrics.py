@@ -2,14 +2,16 @@
 """Lint the Portcullis monitoring files against metrics.txt (stdlib only).
 
 Checks:
-  * metrics.txt: one metric name per line, each matching ^portcullis_[a-z_]+$,
-    no duplicates.
+  * metrics.txt: one metric name per line, each matching
+    ^(portcullis|process)_[a-z_]+$ (the gateway's own metrics, and the
+    standard process_* metrics of the Prometheus process collector), no
+    duplicates.
   * the Grafana dashboard: valid JSON; schemaVersion present; every panel
     (rows excepted, panels nested in collapsed rows included) has a title and
     at least one target with a non-empty expr; panel ids are unique; panels
     and targets use the ${DS_PROMETHEUS} data source; the instance and route
     template variables exist.
-  * metric names: every `portcullis_[a-z_]+` token in a PromQL expression of
+  * metric names: every `portcullis_[a-z_]+` or `process_[a-z_]+` token in a PromQL expression of
     the dashboard (targets, template variable queries, annotation queries),
     of the alert rules (and anywhere else in the rules file outside comments:
     descriptions and runbooks), and in the series of the alert unit tests is a name in
@@ -34,8 +36,8 @@ import json
 import re
 import sys
 
-NAME = re.compile(r"portcullis_[a-z_]+")
-VALID_NAME = re.compile(r"^portcullis_[a-z_]+$")
+NAME = re.compile(r"\b(?:portcullis|process)_[a-z_]+")
+VALID_NAME = re.compile(r"^(?:portcullis|process)_[a-z_]+$")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 DATASOURCE_UID = "${DS_PROMETHEUS}"
 

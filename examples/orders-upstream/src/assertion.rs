@@ -30,14 +30,9 @@ impl AssertionCheck {
 
     /// Verify HS256 assertions with the shared 32-byte secret (64 hex characters).
     pub fn hmac_hex(secret_hex: &str, audience: &str) -> Result<Self, String> {
-        let hex = secret_hex.trim();
-        let secret: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-            .collect();
-        let secret = secret
-            .filter(|s| s.len() == 32)
-            .ok_or("the secret must be 64 hex characters")?;
+        let mut secret = [0u8; 32];
+        hex::decode_to_slice(secret_hex.trim(), &mut secret)
+            .map_err(|_| "the secret must be 64 hex characters")?;
         Ok(Self::new(
             DecodingKey::from_secret(&secret),
             Algorithm::HS256,

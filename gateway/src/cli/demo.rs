@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rand::RngCore;
+use rand::Rng;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,8 +79,7 @@ fn ensure_secrets(dir: &Path) -> Result<(), String> {
         if !path.exists() {
             let mut bytes = [0u8; 32];
             rand::rng().fill_bytes(&mut bytes);
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&path, hex.as_bytes())?;
+            write_private(&path, hex::encode(bytes).as_bytes())?;
         }
     }
     Ok(())

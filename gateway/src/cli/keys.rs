@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pingora::connectors::http::v1::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
 
 use crate::config::model::StoreKind;
 use crate::config::{self, model::GatewayFile};
@@ -119,7 +121,13 @@ async fn direct(
     })
 }
 
-/// One HTTP/1.1 exchange with the admin listener (plain, loopback).
+/// Admin answers are small JSON documents; a key listing of a large
+/// deployment stays far below this.
+const MAX_ADMIN_ANSWER: usize = 16 << 20;
+
+/// One HTTP/1.1 exchange with the admin listener (plain, loopback),
+/// through pingora's own client: the same request writer and response
+/// parser (chunked or sized bodies) the gateway uses for upstreams.
 async fn admin_call(
     settings: &GatewayFile,
     method: &str,
@@ -132,35 +140,44 @@ async fn admin_call(
     let token = std::fs::read_to_string(token_file)
         .map_err(|e| format!("cannot read admin token file {}: {e}", token_file.display()))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: portcullis-admin\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        token.trim(),
-        body.len()
-    );
     let addr = settings.admin.address;
+    // Built here so that a failure never quotes the token.
+    let malformed = || format!("cannot build the admin request for {path}");
+    let mut request =
+        RequestHeader::build(method, path.as_bytes(), None).map_err(|_| malformed())?;
+    for (name, value) in [
+        ("host", "portcullis-admin".to_string()),
+        ("authorization", format!("Bearer {}", token.trim())),
+        ("content-type", "application/json".to_string()),
+        ("content-length", body.len().to_string()),
+    ] {
+        request
+            .insert_header(name, value)
+            .map_err(|_| malformed())?;
+    }
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
+        let peer = HttpPeer::new(addr, false, String::new());
+        let (mut session, _) = Connector::new(None).get_http_session(&peer).await?;
+        session.write_request_header(Box::new(request)).await?;
+        session.write_body(body.as_bytes()).await?;
+        session.finish_body().await?;
+        session.read_response().await?;
+        let status = session.get_status().map(|s| s.as_u16()).unwrap_or(0);
+        let mut answer = Vec::new();
+        while let Some(chunk) = session.read_body_ref().await? {
+            answer.extend_from_slice(chunk);
+            if answer.len() > MAX_ADMIN_ANSWER {
+                break;
+            }
+        }
+        Ok::<_, Box<pingora::Error>>((status, answer))
     };
-    let response = tokio::time::timeout(Duration::from_secs(30), exchange)
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(30), exchange)
         .await
         .map_err(|_| format!("the admin API at {addr} did not answer"))?
         .map_err(|e| format!("cannot reach the admin API at {addr}: {e}"))?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("malformed answer from the admin API")?;
-    let status: u16 = String::from_utf8_lossy(&response[..split])
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or("malformed answer from the admin API")?;
-    let value: serde_json::Value = serde_json::from_slice(&response[split + 4..])
-        .map_err(|_| "malformed answer from the admin API")?;
+    let value: serde_json::Value = serde_json::from_slice(&answer)
+        .map_err(|_| format!("malformed answer from the admin API (status {status})"))?;
     if (200..300).contains(&status) {
         Ok(value)
     } else {

@@ -4,7 +4,7 @@
 //! the checksum lets the gateway refuse garbage and typos without asking
 //! the key store.
 
-use rand::RngCore;
+use rand::Rng;
 
 pub const PREFIX: &str = "ptc_live_";
 const SECRET_LEN: usize = 43;

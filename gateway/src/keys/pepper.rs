@@ -19,15 +19,8 @@ impl fmt::Debug for Pepper {
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    let text = text.trim();
-    if text.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
+    hex::decode_to_slice(text.trim(), &mut out).ok()?;
     Some(out)
 }
 
@@ -142,6 +135,9 @@ mod tests {
         std::fs::write(&path, format!("{}\n", "ab".repeat(32))).unwrap();
         assert!(Pepper::load(Some(&path)).is_ok());
         std::fs::write(&path, "ab".repeat(31)).unwrap();
+        assert!(Pepper::load(Some(&path)).is_err());
+        // `u8::from_str_radix` reads "+a" as 10; a pepper file must not.
+        std::fs::write(&path, "+a".repeat(32)).unwrap();
         assert!(Pepper::load(Some(&path)).is_err());
     }
 }

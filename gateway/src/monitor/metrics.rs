@@ -10,6 +10,7 @@ use crate::limits::abuse::AbuseStats;
 use crate::limits::anomaly::AnomalyStats;
 use crate::limits::LimitStats;
 use crate::monitor::audit::sink::AuditStats;
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -17,6 +18,10 @@ use prometheus::{
 
 pub struct Metrics {
     registry: Registry,
+    /// The standard `process_*` metrics (memory, CPU, descriptors, start
+    /// time) under their usual names, without the `portcullis_` prefix,
+    /// so the dashboards and alerts people already have work unchanged.
+    process: Registry,
     /// Every registered metric's full name, for checking the dashboards
     /// and alert rules against.
     names: Vec<String>,
@@ -179,12 +184,20 @@ impl Metrics {
         }
         register(&registry, &mut names, anomaly.flagged.clone())?;
         register(&registry, &mut names, anomaly.anomalies.clone())?;
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        {
+            let collector = prometheus::process_collector::ProcessCollector::for_self();
+            names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+            process.register(Box::new(collector))?;
+        }
         let audit = AuditStats::new()?;
         register(&registry, &mut names, audit.written.clone())?;
         register(&registry, &mut names, audit.dropped.clone())?;
         register(&registry, &mut names, audit.queue_depth.clone())?;
         Ok(Metrics {
             registry,
+            process,
             names,
             requests,
             request_duration,
@@ -206,8 +219,8 @@ impl Metrics {
         })
     }
 
-    /// Every metric's full name (`portcullis_…`), whether or not it has
-    /// samples yet.
+    /// Every metric's full name (`portcullis_…`, and `process_…` on
+    /// Linux), whether or not it has samples yet.
     pub fn names(&self) -> &[String] {
         &self.names
     }
@@ -215,8 +228,11 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
-            tracing::error!(error = %e, "failed to encode metrics");
+        let encoder = TextEncoder::new();
+        for registry in [&self.registry, &self.process] {
+            if let Err(e) = encoder.encode(&registry.gather(), &mut out) {
+                tracing::error!(error = %e, "failed to encode metrics");
+            }
         }
         out
     }

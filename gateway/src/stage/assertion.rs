@@ -10,6 +10,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::{HeaderName, HeaderValue};
 use ring::signature::{Ed25519KeyPair, KeyPair};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::PrivatePkcs8KeyDer;
 use serde::Serialize;
 
 use crate::config::model::{AssertionAlgorithm, AssertionSettings};
@@ -82,15 +84,15 @@ impl Signer {
                 (SigningKey::Ed25519(pair), public, "EdDSA")
             }
             AssertionAlgorithm::HmacSha256 => {
-                let hex = text.trim();
-                let secret = decode_hex(hex).filter(|s| s.len() == 32).ok_or_else(|| {
+                let mut secret = [0u8; 32];
+                hex::decode_to_slice(text.trim(), &mut secret).map_err(|_| {
                     format!(
                         "{} must hold 64 hex characters (32 bytes)",
                         settings.key_file.display()
                     )
                 })?;
                 let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
-                (SigningKey::Hmac(key), secret, "HS256")
+                (SigningKey::Hmac(key), secret.to_vec(), "HS256")
             }
         };
         let header_name = HeaderName::from_bytes(settings.header.to_ascii_lowercase().as_bytes())
@@ -141,32 +143,15 @@ impl Signer {
     }
 }
 
+/// The PKCS#8 `PRIVATE KEY` block of a PEM file, parsed by the same
+/// rustls-pki-types reader as the TLS key; its errors never quote the file.
 fn pem_private_key(path: &Path, text: &str) -> Result<Vec<u8>, String> {
-    let begin = "-----BEGIN PRIVATE KEY-----";
-    let end = "-----END PRIVATE KEY-----";
-    let start = text
-        .find(begin)
-        .ok_or_else(|| format!("{} has no PEM PRIVATE KEY block", path.display()))?;
-    let stop = text[start..]
-        .find(end)
-        .ok_or_else(|| format!("{}: unterminated PEM block", path.display()))?;
-    let b64: String = text[start + begin.len()..start + stop]
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|_| format!("{}: the PEM block is not base64", path.display()))
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
+    PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes())
+        .map(|der| der.secret_pkcs8_der().to_vec())
+        .map_err(|e| match e {
+            pem::Error::NoItemsFound => format!("{} has no PEM PRIVATE KEY block", path.display()),
+            _ => format!("{}: the PEM PRIVATE KEY block is malformed", path.display()),
+        })
 }
 
 #[cfg(test)]
@@ -252,6 +237,27 @@ mod tests {
         let err =
             Signer::load(&settings(dir.path(), AssertionAlgorithm::HmacSha256, "abc")).unwrap_err();
         assert!(err.contains("64 hex characters"), "{err}");
+        // A sign is not a hex digit, though `u8::from_str_radix` takes "+a".
+        let signed = "+a".repeat(32);
+        let err = Signer::load(&settings(
+            dir.path(),
+            AssertionAlgorithm::HmacSha256,
+            &signed,
+        ))
+        .unwrap_err();
+        assert!(err.contains("64 hex characters"), "{err}");
+        let err =
+            Signer::load(&settings(dir.path(), AssertionAlgorithm::Ed25519, "nope")).unwrap_err();
+        assert!(err.contains("no PEM PRIVATE KEY"), "{err}");
+        let truncated = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI\n";
+        let err = Signer::load(&settings(
+            dir.path(),
+            AssertionAlgorithm::Ed25519,
+            truncated,
+        ))
+        .unwrap_err();
+        assert!(err.contains("malformed"), "{err}");
+        assert!(!err.contains("MC4CAQ"), "the error quotes the key: {err}");
         let err =
             Signer::load(&settings(dir.path(), AssertionAlgorithm::Ed25519, "nope")).unwrap_err();
         assert!(err.contains("no PEM PRIVATE KEY"), "{err}");

@@ -1,7 +1,7 @@
 //! Request ids: every response carries `X-Request-Id`, and every problem
 //! document and log line names it, so a client's complaint can be traced.
 
-use rand::RngCore;
+use rand::Rng;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -9,15 +9,8 @@ pub const HEADER: &str = "x-request-id";
 pub fn generate() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    let mut out = String::with_capacity(32);
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    out
+    hex::encode(bytes)
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// An incoming id is kept only if it is short and made of characters that
 /// are safe in logs and headers; anything else could forge log lines.

@@ -2,7 +2,7 @@
 //! continued with a new span for the hop to the upstream; otherwise a
 //! trace is started. Malformed values are never passed on.
 
-use rand::RngCore;
+use rand::Rng;
 
 pub const TRACEPARENT: &str = "traceparent";
 pub const TRACESTATE: &str = "tracestate";
@@ -17,16 +17,13 @@ pub struct Trace {
     pub continued: bool,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn random_hex(len: usize) -> String {
-    let mut bytes = vec![0u8; len];
+fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
     rand::rng().fill_bytes(&mut bytes);
-    hex(&bytes)
+    hex::encode(bytes)
 }
 
+/// Stricter than a hex decoder: the spec allows lowercase digits only.
 fn lower_hex(s: &str, len: usize) -> bool {
     s.len() == len
         && s.bytes()
@@ -60,7 +57,7 @@ pub fn continue_or_start(mut incoming: impl Iterator<Item = impl AsRef<[u8]>>) -
         .filter(|_| single)
         .and_then(|v| parse(v.as_ref()))
         .map(|(t, f)| (t.to_string(), f.to_string()));
-    let span = random_hex(8);
+    let span = random_hex::<8>();
     match parsed {
         Some((trace_id, flags)) => Trace {
             upstream_header: format!("00-{trace_id}-{span}-{flags}"),
@@ -68,7 +65,7 @@ pub fn continue_or_start(mut incoming: impl Iterator<Item = impl AsRef<[u8]>>) -
             continued: true,
         },
         None => {
-            let trace_id = random_hex(16);
+            let trace_id = random_hex::<16>();
             Trace {
                 upstream_header: format!("00-{trace_id}-{span}-00"),
                 trace_id,

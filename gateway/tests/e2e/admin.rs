@@ -90,3 +90,90 @@ async fn admin_endpoints_are_not_reachable_on_the_public_listener() {
     }
     assert!(up.recorder.is_empty());
 }
+
+/// The standard `process_*` metrics describe the gateway process itself,
+/// under the names every Prometheus dashboard and alert expects.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_metrics_describe_the_gateway_process() {
+    let up = Upstream::start().await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let client = gw.client();
+    for _ in 0..20 {
+        let status = client
+            .get(gw.url("/partners/acme/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let text = gw.metrics().await;
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{text}"))
+    };
+    for family in [
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} has no TYPE line"
+        );
+        assert!(
+            !text.contains(&format!("portcullis_{family}")),
+            "{family} must keep its standard name"
+        );
+    }
+
+    let start = sample("process_start_time_seconds");
+    // /proc's start time has a resolution of one clock tick.
+    assert!(
+        start >= before.floor() - 1.0 && start <= before + 60.0,
+        "start time {start} is not when the gateway started ({before})"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{}/status", gw.pid())).unwrap();
+    let rss_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let rss = sample("process_resident_memory_bytes");
+    assert!(
+        rss > 0.5 * rss_kib * 1024.0 && rss < 2.0 * rss_kib * 1024.0,
+        "resident memory {rss} is not the gateway's ({rss_kib} KiB in /proc)"
+    );
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", gw.pid()))
+        .unwrap()
+        .count() as f64;
+    let open = sample("process_open_fds");
+    assert!(
+        (open - fds).abs() <= 16.0,
+        "open descriptors {open} are not the gateway's ({fds} in /proc)"
+    );
+    assert!(sample("process_max_fds") >= open);
+    // The 0.14 collector counts whole seconds (ticks / CLK_TCK, rounded
+    // down), so compare with the kernel's count rather than with zero.
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", gw.pid())).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<f64> = after_name
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let kernel = (fields[0] + fields[1]) / 100.0;
+    let cpu = sample("process_cpu_seconds_total");
+    assert!(
+        cpu <= kernel + 1.0 && cpu >= kernel.floor() - 1.0,
+        "cpu seconds {cpu} are not the gateway's ({kernel} in /proc)"
+    );
+}
