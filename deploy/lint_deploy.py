@@ -386,6 +386,10 @@ def lint_gateway(kdir, docs):
           f"container port 'https' must be listen.https's port {https_port}")
     check(container_port(container, "admin") == admin_port, cwhere,
           f"container port 'admin' must be admin.address's port {admin_port}")
+    metrics_address = (gw.get("metrics") or {}).get("address")
+    if metrics_address is not None:
+        check(container_port(container, "metrics") == port_of(metrics_address), cwhere,
+              f"container port 'metrics' must be metrics.address's port {port_of(metrics_address)}")
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", None)):
         p = container.get(probe)
         if p is None and path is None:
@@ -401,16 +405,21 @@ def lint_gateway(kdir, docs):
               f"{probe} must use the admin port {admin_port}")
         check(g.get("scheme", "HTTP") == "HTTP", cwhere, f"{probe}: the admin listener is plain HTTP")
 
-    # Shutdown: the load balancer stops first, then the drain fits in the grace period.
+    # Shutdown: the load balancer stops first (server.drain_delay, readyz
+    # 503 while still serving, or a preStop sleep), then the drain fits in
+    # the grace period.
     pre = ((container.get("lifecycle") or {}).get("preStop") or {})
     pre_s = (pre.get("sleep") or {}).get("seconds", 0)
-    check(pre_s > 0 or pre.get("exec"), cwhere, "needs a preStop hook (sleep) so the load balancer stops sending before SIGTERM")
+    delay = duration_seconds(server.get("drain_delay"), 0.0)
+    check(pre_s > 0 or delay > 0 or pre.get("exec"), cwhere,
+          "needs server.drain_delay (or a preStop sleep) so the load balancer stops sending before the listeners close")
     check(not pre.get("exec"), cwhere, "preStop exec cannot work: the distroless image has no shell or sleep; use lifecycle.preStop.sleep")
     grace = duration_seconds(server.get("grace_period"), DEFAULT_GRACE)
     drain = duration_seconds(server.get("drain_timeout"), DEFAULT_DRAIN)
     tgps = pod.get("terminationGracePeriodSeconds", 30)
-    check(tgps > pre_s + grace + drain, where,
-          f"terminationGracePeriodSeconds {tgps} must exceed preStop {pre_s}s + grace_period {grace}s + drain_timeout {drain}s")
+    check(tgps > pre_s + delay + grace + drain, where,
+          f"terminationGracePeriodSeconds {tgps} must exceed preStop {pre_s}s + drain_delay {delay}s"
+          f" + grace_period {grace}s + drain_timeout {drain}s")
 
     lint_services(docs, pod_labels, https_port, admin_port)
     lint_pdb_hpa(docs, dep, pod_labels)

@@ -157,6 +157,7 @@ fn monitoring(c: &mut Criterion) {
         bytes_in: 0,
         bytes_out: 542,
         client_ip: Some("127.0.0.1".into()),
+        peer_ip: None,
         tls_version: Some("TLSv1.3".into()),
         tls_cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
     };

@@ -3,6 +3,8 @@
 //! reachable on the public one.
 
 pub mod keys;
+pub mod metrics_listener;
+pub mod ready;
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::admin::keys::{problem_response, ApiResponse, KeysApi};
+use crate::admin::ready::Readiness;
 use crate::server::reload::Live;
 use crate::stage::problem;
 
@@ -21,36 +24,43 @@ const MAX_BODY: usize = 16 * 1024;
 pub struct AdminApp {
     live: Arc<Live>,
     keys: KeysApi,
+    readiness: Readiness,
 }
 
 impl AdminApp {
-    pub fn new(live: Arc<Live>, keys: KeysApi) -> Self {
-        AdminApp { live, keys }
+    pub fn new(live: Arc<Live>, keys: KeysApi, readiness: Readiness) -> Self {
+        AdminApp {
+            live,
+            keys,
+            readiness,
+        }
     }
 
     fn observe(&self, method: &http::Method, path: &str) -> ApiResponse {
         if method != http::Method::GET && method != http::Method::HEAD {
             return problem_response(problem::METHOD_NOT_ALLOWED);
         }
-        let (content_type, body) = match path {
-            "/healthz" => ("text/plain", b"ok\n".to_vec()),
+        let (status, content_type, body) = match path {
+            "/healthz" => (StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             "/readyz" => {
-                let plan = self.live.plan();
-                let body = serde_json::json!({
-                    "status": "ready",
-                    "config_generation": self.live.generation(),
-                    "routes": plan.routes,
-                });
-                ("application/json", body.to_string().into_bytes())
+                let report = self.readiness.report();
+                let status = if report.ready() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                let body = report.to_json(&self.live).to_string().into_bytes();
+                (status, "application/json", body)
             }
             "/metrics" => (
-                "text/plain; version=0.0.4; charset=utf-8",
+                StatusCode::OK,
+                metrics_listener::CONTENT_TYPE,
                 self.live.metrics.render(),
             ),
             _ => return problem_response(problem::ROUTE_NOT_FOUND),
         };
         ApiResponse {
-            status: StatusCode::OK,
+            status,
             content_type,
             body,
         }
@@ -102,18 +112,19 @@ impl ServeHttp for AdminApp {
         } else {
             self.observe(&method, &path)
         };
-        let len = answer.body.len();
-        let body = if method == http::Method::HEAD {
-            Vec::new()
-        } else {
-            answer.body
-        };
-        Response::builder()
-            .status(answer.status)
-            .header(http::header::CONTENT_TYPE, answer.content_type)
-            .header(http::header::CONTENT_LENGTH, len)
-            .header(http::header::CACHE_CONTROL, "no-store")
-            .body(body)
-            .unwrap_or_else(|_| Response::new(Vec::new()))
+        to_http(answer, method == http::Method::HEAD)
     }
+}
+
+/// An answer of the admin or metrics listener as sent: never cached, and
+/// a HEAD answer keeps the length of the body it leaves out.
+pub(crate) fn to_http(answer: ApiResponse, head: bool) -> Response<Vec<u8>> {
+    let len = answer.body.len();
+    Response::builder()
+        .status(answer.status)
+        .header(http::header::CONTENT_TYPE, answer.content_type)
+        .header(http::header::CONTENT_LENGTH, len)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(if head { Vec::new() } else { answer.body })
+        .unwrap_or_else(|_| Response::new(Vec::new()))
 }

@@ -86,6 +86,10 @@ pub struct MetricsSettings {
     /// Distinct partner label values; later partners count as `_other`.
     #[serde(default = "default_max_partners")]
     pub max_partners: usize,
+    /// A listener of its own that serves `/metrics` and nothing else, so
+    /// Prometheus needs no path to the admin listener's key API.
+    #[serde(default)]
+    pub address: Option<std::net::SocketAddr>,
 }
 
 impl Default for MetricsSettings {
@@ -93,6 +97,7 @@ impl Default for MetricsSettings {
         MetricsSettings {
             partner_label: true,
             max_partners: default_max_partners(),
+            address: None,
         }
     }
 }

@@ -63,6 +63,7 @@ pub fn settings(file: &GatewayFile) -> Vec<Setting> {
         https,
         plaintext,
         redirect_port,
+        proxy_protocol,
     } = listen;
     let Admin {
         address,
@@ -83,12 +84,15 @@ pub fn settings(file: &GatewayFile) -> Vec<Setting> {
         trust_request_id,
         h2,
         override_headers,
+        trusted_proxies,
+        client_ip_header,
     } = http;
     let policies: Vec<&String> = policies.iter().map(|p| &p.value).collect();
     vec![
         setting("listen.https", OnRestart, https),
         setting("listen.plaintext", OnRestart, plaintext),
         setting("listen.redirect_port", OnRestart, redirect_port),
+        setting("listen.proxy_protocol", OnRestart, proxy_protocol),
         setting("admin.address", OnRestart, address),
         setting("admin.token_file", OnRestart, token_file),
         // The files' contents reload (new handshakes use them); their paths do not.
@@ -105,6 +109,8 @@ pub fn settings(file: &GatewayFile) -> Vec<Setting> {
         setting("http.trust_request_id", OnReload, trust_request_id),
         setting("http.h2", OnRestart, h2),
         setting("http.override_headers", OnReload, override_headers),
+        setting("http.trusted_proxies", OnReload, trusted_proxies),
+        setting("http.client_ip_header", OnReload, client_ip_header),
         setting("policies", OnReload, &policies),
         setting("keys", OnRestart, keys),
         setting("reload", OnRestart, reload),

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub cert_reloads: IntCounterVec,
     pub cert_expiry: IntGauge,
     pub header_timeouts: IntCounter,
+    pub proxy_protocol_refused: IntCounterVec,
     pub keys: KeyStats,
     pub limits: LimitStats,
     pub abuse: AbuseStats,
@@ -133,6 +134,13 @@ impl Metrics {
             "header_timeouts_total",
             "Connections cut because a request header did not arrive in time",
         )?;
+        let proxy_protocol_refused = IntCounterVec::new(
+            Opts::new(
+                "proxy_protocol_refused_total",
+                "Connections closed before TLS over their PROXY protocol header, by reason",
+            ),
+            &["reason"],
+        )?;
         let build_info = IntGaugeVec::new(
             Opts::new("build_info", "Build information; always 1"),
             &["version"],
@@ -159,6 +167,7 @@ impl Metrics {
         register(&registry, &mut names, cert_reloads.clone())?;
         register(&registry, &mut names, cert_expiry.clone())?;
         register(&registry, &mut names, header_timeouts.clone())?;
+        register(&registry, &mut names, proxy_protocol_refused.clone())?;
         register(&registry, &mut names, build_info)?;
         let keys = KeyStats::new()?;
         keys.store_up.set(1);
@@ -211,6 +220,7 @@ impl Metrics {
             cert_reloads,
             cert_expiry,
             header_timeouts,
+            proxy_protocol_refused,
             keys,
             limits,
             abuse,

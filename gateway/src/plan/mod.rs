@@ -26,6 +26,7 @@ use crate::config::model::{GatewayFile, PolicyFile, TimeoutSpec};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::stage::assertion::Signer;
 use crate::stage::body::Pointer;
+use crate::stage::client_address::ClientAddressRule;
 use crate::stage::isolation::{Binding, IdentityHeaders};
 use crate::stage::minimise::{FieldFilter, HeaderPatterns};
 use crate::stage::protocol::Limits;
@@ -156,6 +157,8 @@ pub struct Plan {
     pub(crate) body_timeout: Duration,
     pub(crate) client_io_timeout: Duration,
     pub(crate) partners: Partners,
+    /// Whose word on the client's address is believed, and where it is.
+    pub(crate) client_address: ClientAddressRule,
     /// Headers removed before forwarding: identity claims, and URL or
     /// method overrides a framework behind us would act on.
     pub(crate) identity_headers: IdentityHeaders,
@@ -279,6 +282,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         },
     };
     let mut schema_roots = vec![settings.schemas.clone()];
+    let mut rewrites: Vec<(PathBuf, crate::stage::schemas::Rewrite)> = Vec::new();
     let mut named_files: Vec<PathBuf> = settings
         .identity
         .assertion
@@ -293,10 +297,14 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         for import in std::mem::take(&mut policy.openapi) {
             named_files.push(resolve_path(dir, &import.value.file));
             match openapi::import(file, &import.value) {
-                Ok((routes, dir)) => {
-                    schema_roots.push(dir);
+                Ok(imported) => {
+                    schema_roots.push(imported.dir);
+                    if let Some(doc) = imported.openapi30 {
+                        rewrites.push((doc, openapi::for_requests));
+                    }
                     policy.routes.extend(
-                        routes
+                        imported
+                            .routes
                             .into_iter()
                             .map(|r| Spanned::new(r, import.referenced, import.defined)),
                     );
@@ -312,7 +320,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
     }
     let schemas = SchemaContext {
         dir: settings.schemas.clone(),
-        loader: crate::stage::schemas::Loader::new(schema_roots),
+        loader: crate::stage::schemas::Loader::new(schema_roots).with_rewrites(rewrites),
     };
     let mut warnings = Vec::new();
     let (router, routes) =
@@ -342,6 +350,13 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         }
     }
 
+    let client_address = compile_client_address(config_path, &settings.http, &mut errors);
+    if let Err(problems) = proxy_protocol_networks(&settings.listen) {
+        for (field, message) in problems {
+            errors.push(ConfigError::new(config_path, None, field, message));
+        }
+    }
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -358,12 +373,16 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         body_timeout: settings.http.body_timeout,
         client_io_timeout: settings.http.client_io_timeout,
         partners,
+        client_address,
         identity_headers: IdentityHeaders::new(
             &settings
                 .identity
                 .strip_headers
                 .iter()
                 .cloned()
+                // The upstream must not read a client address the gateway
+                // did not check.
+                .chain(std::iter::once(settings.http.client_ip_header.clone()))
                 .chain(crate::stage::unambiguous::OVERRIDE_HEADERS.map(String::from))
                 .chain(settings.http.override_headers.iter().cloned())
                 .collect::<Vec<_>>(),
@@ -387,4 +406,86 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         referenced,
         warnings,
     })
+}
+
+/// `http.trusted_proxies` and `http.client_ip_header`, checked.
+fn compile_client_address(
+    config_path: &Path,
+    http: &crate::config::model::HttpSettings,
+    errors: &mut ConfigErrors,
+) -> ClientAddressRule {
+    let mut trusted = Vec::new();
+    for (i, text) in http.trusted_proxies.iter().enumerate() {
+        match partners::parse_net(text) {
+            Ok(net) if net.prefix_len() == 0 => errors.push(ConfigError::new(
+                config_path,
+                None,
+                format!("http.trusted_proxies[{i}]"),
+                format!("{text} trusts every address: any client could choose the address it is judged by"),
+            )),
+            Ok(net) => trusted.push(net),
+            Err(e) => errors.push(ConfigError::new(
+                config_path,
+                None,
+                format!("http.trusted_proxies[{i}]"),
+                e,
+            )),
+        }
+    }
+    let header = match http::HeaderName::from_bytes(http.client_ip_header.as_bytes()) {
+        Ok(name) if name != http::header::FORWARDED => name,
+        Ok(_) => {
+            errors.push(ConfigError::new(
+                config_path,
+                None,
+                "http.client_ip_header",
+                "`forwarded` (RFC 7239) is not read: use x-forwarded-for or a single-address header",
+            ));
+            return ClientAddressRule::peer_only();
+        }
+        Err(_) => {
+            errors.push(ConfigError::new(
+                config_path,
+                None,
+                "http.client_ip_header",
+                "not a header name",
+            ));
+            return ClientAddressRule::peer_only();
+        }
+    };
+    ClientAddressRule::new(trusted, header)
+}
+
+/// `listen.proxy_protocol.from`, compiled; `None` when the listener reads
+/// no PROXY header. Errors are (field, message).
+pub fn proxy_protocol_networks(
+    listen: &crate::config::model::Listen,
+) -> Result<Option<Vec<ipnet::IpNet>>, Vec<(String, String)>> {
+    let Some(settings) = &listen.proxy_protocol else {
+        return Ok(None);
+    };
+    let mut problems = Vec::new();
+    if settings.from.is_empty() {
+        problems.push((
+            "listen.proxy_protocol.from".to_string(),
+            "lists no balancer: every header would be refused".to_string(),
+        ));
+    }
+    let mut nets = Vec::new();
+    for (i, text) in settings.from.iter().enumerate() {
+        let field = format!("listen.proxy_protocol.from[{i}]");
+        match partners::parse_net(text) {
+            Ok(net) if net.prefix_len() == 0 => problems.push((
+                field,
+                format!("{text} trusts every address: any client could write the address it is judged by"),
+            )),
+            Ok(net) => nets.push(net),
+            Err(e) => problems.push((field, e)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Some(nets))
+    } else {
+        Err(problems)
+    }
 }

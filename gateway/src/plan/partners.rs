@@ -109,7 +109,7 @@ fn compile_partner(
 }
 
 /// A CIDR network, or a single address meaning just itself.
-fn parse_net(text: &str) -> Result<IpNet, String> {
+pub(crate) fn parse_net(text: &str) -> Result<IpNet, String> {
     if let Ok(net) = text.parse::<IpNet>() {
         if net.trunc() != net {
             return Err(format!(

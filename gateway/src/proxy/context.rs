@@ -39,6 +39,8 @@ pub struct RequestCtx {
     /// The W3C trace this request belongs to.
     pub(crate) trace: Trace,
     pub(crate) client_ip: Option<IpAddr>,
+    /// The TCP peer, when a trusted proxy named another client.
+    pub(crate) peer_ip: Option<IpAddr>,
     /// The canonical path, once screening computed it.
     pub(crate) canonical_path: Option<String>,
     pub(crate) stages: StageTimes,
@@ -66,6 +68,7 @@ impl RequestCtx {
             leak_scanner: None,
             trace: Trace::default(),
             client_ip: None,
+            peer_ip: None,
             canonical_path: None,
             stages: StageTimes::default(),
             extra_headers: Vec::new(),

@@ -37,6 +37,7 @@ impl Gateway {
             bytes_in: session.body_bytes_read() as u64,
             bytes_out: session.body_bytes_sent() as u64,
             client_ip: ctx.client_ip,
+            peer_ip: ctx.peer_ip,
             tls: tls.map(|t| (t.version.as_ref(), t.cipher.as_ref())),
         };
         let decision = finished.decision();
@@ -51,6 +52,8 @@ impl Gateway {
             route = finished.route,
             partner = finished.partner,
             key_id = finished.key_id,
+            client_ip = finished.client_ip.map(tracing::field::display),
+            peer_ip = finished.peer_ip.map(tracing::field::display),
             status = finished.status,
             outcome = finished.outcome.code(),
             duration_ms = finished.elapsed.as_secs_f64() * 1000.0,

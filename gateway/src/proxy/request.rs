@@ -19,7 +19,9 @@ use crate::stage::problem::{self, Reject};
 use crate::stage::record::add_time;
 use crate::stage::route::{self as routing, Admitted};
 use crate::stage::screen::{self, Wire};
-use crate::stage::{authenticate, rate_limit, request_id, trace_context, unambiguous};
+use crate::stage::{
+    authenticate, client_address, rate_limit, request_id, trace_context, unambiguous,
+};
 
 /// Whether the request was answered here (`true`) or goes upstream.
 pub(crate) type Answered = bool;
@@ -43,10 +45,30 @@ impl Gateway {
         session.set_keepalive(Some(plan.keepalive_secs));
         session.set_write_timeout(Some(plan.client_io_timeout));
         session.set_read_timeout(Some(plan.client_io_timeout));
-        let client_ip = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let client_ip = match peer {
+            Some(peer) => {
+                match client_address::resolve(
+                    &plan.client_address,
+                    peer,
+                    &session.req_header().headers,
+                ) {
+                    Ok(client) => {
+                        // Logged beside the client only when they differ.
+                        ctx.peer_ip = (client != peer).then_some(peer);
+                        Some(client)
+                    }
+                    Err(reject) => {
+                        ctx.peer_ip = Some(peer);
+                        return refuse(session, ctx, reject).await;
+                    }
+                }
+            }
+            None => None,
+        };
         ctx.client_ip = client_ip;
         if let Some(left) = client_ip.and_then(|ip| self.monitor.abuse.client_blocked(ip)) {
             ctx.extra_headers

@@ -2,6 +2,7 @@
 //! the admin listener, the optional plaintext listener and the reloader.
 
 pub mod reload;
+mod shutdown;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -11,11 +12,14 @@ use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::protocols::ALPN;
 use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::RunArgs;
 use pingora::server::Server;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::admin::keys::{AdminToken, KeysApi};
+use crate::admin::metrics_listener::MetricsApp;
+use crate::admin::ready::{Draining, Readiness};
 use crate::admin::AdminApp;
 use crate::config::model::{KeysSettings, StoreKind};
 use crate::keys::embedded::EmbeddedStore;
@@ -203,7 +207,8 @@ fn ensure_bindable(what: &str, addr: SocketAddr) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))
 }
 
-/// Starts serving; returns only on a startup error.
+/// Serves until a shutdown signal has been handled; an error is a
+/// startup error.
 pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     tls::install_crypto_policy();
     let loaded = crate::plan::load(config_path).map_err(|e| e.to_string())?;
@@ -217,6 +222,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     if !upgrade {
         ensure_bindable("listen.https", settings.listen.https)?;
         ensure_bindable("admin.address", settings.admin.address)?;
+        if let Some(addr) = settings.metrics.address {
+            ensure_bindable("metrics.address", addr)?;
+        }
         if let Some(addr) = settings.listen.plaintext {
             ensure_bindable("listen.plaintext", addr)?;
         }
@@ -289,6 +297,23 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         tls_settings.set_alpn(ALPN::H1);
     }
     https.add_tls_with_settings(&settings.listen.https.to_string(), None, tls_settings);
+    let proxy_from =
+        crate::plan::proxy_protocol_networks(&settings.listen).map_err(|problems| {
+            problems
+                .into_iter()
+                .map(|(field, message)| format!("{field}: {message}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+    if let Some(from) = proxy_from {
+        https.endpoints().set_pre_tls_callback(
+            crate::transport::proxy_protocol::ProxyProtocol::new(
+                from,
+                settings.http.header_timeout,
+                metrics.proxy_protocol_refused.clone(),
+            ),
+        );
+    }
     server.add_service(https);
 
     let token = match &settings.admin.token_file {
@@ -296,12 +321,27 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         None => None,
     };
     let keys_api = KeysApi::new(keys.clone(), token).with_monitor(monitor.clone());
+    let draining = Draining::default();
+    let readiness = Readiness {
+        draining: draining.clone(),
+        keys: keys.verifier().clone(),
+        monitor: monitor.clone(),
+    };
     let mut admin = Service::new(
         "portcullis admin".to_string(),
-        AdminApp::new(live.clone(), keys_api),
+        AdminApp::new(live.clone(), keys_api, readiness),
     );
     admin.add_tcp(&settings.admin.address.to_string());
     server.add_service(admin);
+
+    if let Some(addr) = settings.metrics.address {
+        let mut scrape = Service::new(
+            "portcullis metrics".to_string(),
+            MetricsApp::new(metrics.clone()),
+        );
+        scrape.add_tcp(&addr.to_string());
+        server.add_service(scrape);
+    }
 
     if let Some(addr) = settings.listen.plaintext {
         let port = settings
@@ -328,7 +368,14 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         https = %settings.listen.https,
         admin = %settings.admin.address,
         plaintext = ?settings.listen.plaintext,
+        metrics = ?settings.metrics.address,
         "portcullis starting"
     );
-    server.run_forever()
+    server.run(RunArgs {
+        shutdown_signal: Box::new(shutdown::DrainingSignals {
+            draining,
+            delay: settings.server.drain_delay,
+        }),
+    });
+    Ok(())
 }

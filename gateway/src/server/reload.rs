@@ -3,7 +3,7 @@
 //! one that does not is refused and the running plan keeps serving.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub struct Live {
     cert: Arc<CertResolver>,
     pub metrics: Arc<Metrics>,
     generation: AtomicU64,
+    /// The newest reload was refused (the plan before it keeps serving).
+    reload_failed: AtomicBool,
     fingerprints: Mutex<Fingerprints>,
     /// Files the running configuration names (schemas, OpenAPI documents,
     /// CAs, the assertion key): the watch reloads when one changes.
@@ -61,6 +63,7 @@ impl Live {
             cert: Arc::new(CertResolver::new(cert.key)),
             metrics,
             generation: AtomicU64::new(1),
+            reload_failed: AtomicBool::new(false),
             fingerprints: Mutex::new(fingerprints),
             referenced: Mutex::new(loaded.referenced),
         }
@@ -80,6 +83,10 @@ impl Live {
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn last_reload_failed(&self) -> bool {
+        self.reload_failed.load(Ordering::Acquire)
     }
 
     /// Compiles the configuration again and swaps it in if it is valid.
@@ -111,6 +118,7 @@ impl Live {
                 let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
                 self.metrics.config_generation.set(generation as i64);
                 self.metrics.config_reloads.with_label_values(&["ok"]).inc();
+                self.reload_failed.store(false, Ordering::Release);
                 tracing::info!(generation, "configuration reloaded");
                 Ok(())
             }
@@ -119,6 +127,7 @@ impl Live {
     }
 
     fn refuse(&self, errors: ConfigErrors) -> ConfigErrors {
+        self.reload_failed.store(true, Ordering::Release);
         self.metrics
             .config_reloads
             .with_label_values(&["error"])

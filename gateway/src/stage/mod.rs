@@ -4,6 +4,8 @@
 //! each is unit-tested without sockets. `proxy` calls them and maps their
 //! results onto pingora's phases.
 //!
+//! 0. [`client_address`]: who is calling (the peer, or what a trusted proxy
+//!    says), before anything decides on the address.
 //! 1. [`screen`]: framing, sizes, one meaning ([`protocol`], [`unambiguous`]),
 //!    the canonical [`path`].
 //! 2. [`authenticate`]: the key, hashed once, against the key store.
@@ -22,6 +24,7 @@
 pub mod assertion;
 pub mod authenticate;
 pub mod body;
+pub mod client_address;
 pub mod forward;
 pub mod inspect;
 pub mod isolation;

@@ -72,6 +72,8 @@ pub struct Finished<'a> {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub client_ip: Option<IpAddr>,
+    /// The TCP peer, when a trusted proxy named another client.
+    pub peer_ip: Option<IpAddr>,
     /// The TLS version as the TLS library names it, and the cipher suite.
     pub tls: Option<(&'a str, &'a str)>,
 }
@@ -113,6 +115,7 @@ impl Finished<'_> {
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
             client_ip: self.client_ip.map(|ip| ip.to_string()),
+            peer_ip: self.peer_ip.map(|ip| ip.to_string()),
             // rustls names versions `TLSv1_3`; the record says `TLSv1.3`.
             tls_version: self.tls.map(|(version, _)| version.replace('_', ".")),
             tls_cipher: self.tls.map(|(_, cipher)| cipher.to_string()),
@@ -144,6 +147,7 @@ mod tests {
             bytes_in: 0,
             bytes_out: 120,
             client_ip: Some(IpAddr::from([192, 0, 2, 7])),
+            peer_ip: None,
             tls: Some(("TLSv1_3", "TLS13_AES_128_GCM_SHA256")),
         }
     }

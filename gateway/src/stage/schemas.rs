@@ -10,12 +10,19 @@ use std::sync::Arc;
 use jsonschema::{Draft, JsonType, PatternOptions, Retrieve, Uri, Validator};
 use serde_json::Value;
 
+/// Turns a document that is not plain JSON Schema (an OpenAPI 3.0
+/// document) into the schema requests must meet: (document, the document
+/// as read, its file name).
+pub type Rewrite = fn(&mut Value, &Value, &str);
+
 /// The directories `$ref`s may read from.
 #[derive(Clone, Debug)]
 pub struct Loader {
     roots: Arc<Vec<PathBuf>>,
     /// Every file read, so the reload watch can cover them.
     read: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    /// Documents (canonical paths) read through a rewrite.
+    rewrites: Arc<Vec<(PathBuf, Rewrite)>>,
 }
 
 impl Loader {
@@ -27,7 +34,13 @@ impl Loader {
         Loader {
             roots: Arc::new(roots),
             read: Arc::default(),
+            rewrites: Arc::default(),
         }
+    }
+
+    pub fn with_rewrites(mut self, rewrites: Vec<(PathBuf, Rewrite)>) -> Loader {
+        self.rewrites = Arc::new(rewrites);
+        self
     }
 
     /// The schema files read so far.
@@ -51,7 +64,16 @@ impl Loader {
         if let Ok(mut read) = self.read.lock() {
             read.push(full.clone());
         }
-        parse_document(&full, &text)
+        let mut document = parse_document(&full, &text)?;
+        if let Some((_, rewrite)) = self.rewrites.iter().find(|(p, _)| *p == full) {
+            let original = document.clone();
+            let name = full
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            rewrite(&mut document, &original, name);
+        }
+        Ok(document)
     }
 }
 

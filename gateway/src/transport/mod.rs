@@ -7,4 +7,5 @@ pub mod conn_guard;
 pub mod h2_clock;
 pub mod h2_refusal;
 pub mod plaintext;
+pub mod proxy_protocol;
 pub mod tls;

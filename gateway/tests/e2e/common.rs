@@ -135,6 +135,10 @@ pub struct GatewayConfig {
     pub schemas: Vec<(String, String)>,
     /// Top-level YAML appended to the gateway file.
     pub extra: String,
+    /// Extra YAML appended to the `server:` section.
+    pub server: String,
+    /// Extra YAML appended to the `listen:` section.
+    pub listen: String,
 }
 
 impl GatewayConfig {
@@ -149,6 +153,8 @@ impl GatewayConfig {
             join: None,
             schemas: Vec::new(),
             extra: String::new(),
+            server: String::new(),
+            listen: String::new(),
         }
     }
 }
@@ -217,14 +223,16 @@ impl Gateway {
             .map(|a| format!("  plaintext: \"{a}\"\n"))
             .unwrap_or_default();
         let yaml = format!(
-            "listen:\n  https: \"{https}\"\n{plaintext_yaml}\
+            "listen:\n  https: \"{https}\"\n{plaintext_yaml}{listen}\
              admin:\n  address: \"{admin}\"\n  token_file: admin-token\n\
              keys:\n  path: keys.json\n  pepper_file: pepper\n{keys}\
              tls:\n  certificate: cert.pem\n  private_key: key.pem\n\
              http:\n  keepalive_timeout: 60s\n{http}\
              policies:\n  - policies/*.yaml\n\
              reload:\n  watch_interval: {watch}\n\
-             server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n{extra}",
+             server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n{server}{extra}",
+            server = config.server,
+            listen = config.listen,
             extra = if config.extra.contains("audit:") {
                 config.extra.clone()
             } else {

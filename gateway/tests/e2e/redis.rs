@@ -60,6 +60,9 @@ async fn the_master_is_found_through_sentinel() {
         Some(SentinelSettings {
             master: "primary".into(),
             addresses: vec![format!("127.0.0.1:{port}")],
+            username: None,
+            password_file: None,
+            tls: false,
         }),
     ));
     portcullis::keys::contract::run(&store).await;
@@ -324,6 +327,14 @@ async fn a_redis_outage_is_bounded_and_recovers_by_itself() {
     );
     assert!(gw.metric("portcullis_key_store_errors_total").await >= 1.0);
     assert_eq!(gw.metric("portcullis_key_store_up").await, 0.0);
+    // Past the lease the node would refuse every request: not ready, so a
+    // load balancer sends traffic elsewhere; alive all the same.
+    let (status, ready) = admin_get(gw.admin, "/readyz").await.unwrap();
+    assert_eq!(status, 503, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["status"], "not_ready");
+    assert_eq!(ready["checks"]["key_store"], "lease_lost");
+    assert_eq!(admin_get(gw.admin, "/healthz").await.unwrap().0, 200);
 
     assert!(redis.launch().await, "redis restarted");
     eventually(
@@ -331,6 +342,13 @@ async fn a_redis_outage_is_bounded_and_recovers_by_itself() {
         Duration::from_secs(15),
         || async { (known.get(&url).send().await.ok()?.status() == 200).then_some(()) },
     )
+    .await;
+    eventually("readyz to recover", Duration::from_secs(15), || async {
+        admin_get(gw.admin, "/readyz")
+            .await
+            .filter(|(s, _)| *s == 200)
+            .map(drop)
+    })
     .await;
     assert_eq!(
         stranger
@@ -414,4 +432,111 @@ async fn redis_over_tls_is_verified_against_the_configured_ca() {
     let probe = portcullis::keys::pepper::KeyHash(blake3::hash(b"probe"));
     use portcullis::keys::store::KeyStore;
     assert!(untrusted.lookup(&probe).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_with_a_password_and_tls_are_reached_as_configured() {
+    let ca = portcullis::transport::certgen::Ca::new("Redis test CA").unwrap();
+    let leaf = ca.issue(&["localhost", "127.0.0.1"]).unwrap();
+    let ca_pem = ca.cert_pem();
+    let write_tls = |dir: &std::path::Path| {
+        std::fs::write(dir.join("tls.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(dir.join("tls.key"), &leaf.key_pem).unwrap();
+        std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
+    };
+    let tls_args = [
+        "--tls-cert-file",
+        "tls.pem",
+        "--tls-key-file",
+        "tls.key",
+        "--tls-ca-cert-file",
+        "ca.pem",
+        "--tls-auth-clients",
+        "no",
+    ];
+    let mut master_args: Vec<String> = tls_args.iter().map(|s| s.to_string()).collect();
+    master_args.extend(["--requirepass".into(), "master-secret-horse".into()]);
+    let redis = RedisServer::start_with_files(master_args, true, write_tls).await;
+
+    // One Sentinel, TLS only, with its own password, watching the master
+    // over TLS with the master's password.
+    let dir = tempfile::tempdir().unwrap();
+    write_tls(dir.path());
+    let port = free_port();
+    std::fs::write(
+        dir.path().join("sentinel.conf"),
+        format!(
+            "bind 127.0.0.1\nport 0\ntls-port {port}\ntls-cert-file tls.pem\ntls-key-file tls.key\n\
+             tls-ca-cert-file ca.pem\ntls-auth-clients no\ntls-replication yes\n\
+             requirepass sentinel-secret-staple\n\
+             sentinel monitor primary 127.0.0.1 {} 1\nsentinel auth-pass primary master-secret-horse\n",
+            redis.port
+        ),
+    )
+    .unwrap();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _sentinel = Killed(
+        std::process::Command::new("redis-server")
+            .arg(dir.path().join("sentinel.conf"))
+            .arg("--sentinel")
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let secret = |text: &str| {
+        let path = dir.path().join(format!("{}.secret", &text[..6]));
+        std::fs::write(&path, format!("{text}\n")).unwrap();
+        path
+    };
+    let configured = |sentinel_password: Option<std::path::PathBuf>, tls: bool| {
+        let mut s = settings(
+            None,
+            Some(SentinelSettings {
+                master: "primary".into(),
+                addresses: vec![format!("127.0.0.1:{port}")],
+                username: None,
+                password_file: sentinel_password,
+                tls,
+            }),
+        );
+        s.password_file = Some(secret("master-secret-horse"));
+        s.ca = Some(dir.path().join("ca.pem"));
+        s
+    };
+    let full = configured(Some(secret("sentinel-secret-staple")), true);
+    let store = eventually(
+        "the Sentinel to name the master",
+        Duration::from_secs(15),
+        || async {
+            let store = RedisStore::new(&full);
+            use portcullis::keys::store::KeyStore;
+            let probe = portcullis::keys::pepper::KeyHash(blake3::hash(b"probe"));
+            store.lookup(&probe).await.ok().map(|_| store)
+        },
+    )
+    .await;
+    portcullis::keys::contract::run(&store).await;
+
+    // Without the Sentinel's password, or without TLS, no master is found,
+    // and no error quotes a password.
+    use portcullis::keys::store::KeyStore;
+    let probe = portcullis::keys::pepper::KeyHash(blake3::hash(b"probe"));
+    for (what, wrong) in [
+        ("no sentinel password", configured(None, true)),
+        (
+            "no TLS",
+            configured(Some(secret("sentinel-secret-staple")), false),
+        ),
+    ] {
+        let err = RedisStore::new(&wrong).lookup(&probe).await.unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("secret"), "{what}: {text}");
+    }
 }

@@ -525,3 +525,100 @@ async fn an_openapi_document_becomes_routes_and_validators() {
     )
     .await;
 }
+
+/// An OpenAPI 3.0 document as real ones are written: `nullable` fields, a
+/// server-owned `readOnly` id, and `security` scopes.
+const LEGACY_30: &str = r##"openapi: 3.0.3
+info: {title: notes, version: "1"}
+security: [{oauth: ["orders:read"]}]
+paths:
+  /partners/{partner}/notes:
+    parameters: [{name: partner, in: path, required: true, schema: {type: string}}]
+    get:
+      operationId: listNotes
+      responses: {"200": {description: ok}}
+    post:
+      operationId: createNote
+      security: [{oauth: ["orders:write"]}]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {$ref: "#/components/schemas/Note"}
+      responses: {"201": {description: ok}}
+components:
+  schemas:
+    Note:
+      type: object
+      required: [id, text]
+      additionalProperties: false
+      properties:
+        id: {type: string, readOnly: true}
+        text: {type: string, nullable: true, maxLength: 20}
+        due: {type: string, format: date, nullable: true}
+"##;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openapi_30_document_validates_as_its_authors_meant() {
+    let up = Upstream::start().await;
+    let mut config = GatewayConfig::orders(&up.url());
+    config.schemas = vec![("notes.yaml".into(), LEGACY_30.into())];
+    config.policies = vec![(
+        "notes.yaml".into(),
+        format!(
+            "partners:\n  acme:\n    scopes: [orders:read, orders:write]\n  globex:\n    scopes: [orders:read]\n\
+             upstreams:\n  orders:\n    url: {}\n\
+             openapi:\n  - file: ../schemas/notes.yaml\n    upstream: orders\n",
+            up.url()
+        ),
+    )];
+    let gw = Gateway::start(config).await;
+    let acme = gw.client_with_key(Some(gw.key("acme")));
+    let globex = gw.client_with_key(Some(gw.key("globex")));
+    let notes = |partner: &str| gw.url(&format!("/partners/{partner}/notes"));
+    let post = |client: &reqwest::Client, partner: &str, body: &'static str| {
+        client
+            .post(notes(partner))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    // Null where the document says nullable: forwarded, not a false 400.
+    for body in [r#"{"text":null}"#, r#"{"text":"call back","due":null}"#] {
+        let resp = post(&acme, "acme", body).await.unwrap();
+        assert_ne!(resp.status(), 400, "{body}: {}", resp.text().await.unwrap());
+    }
+    assert_eq!(up.recorder.len(), 2);
+    up.recorder.clear();
+
+    // The read-only id belongs to the server: a request carrying it is
+    // refused, and its `required` does not apply to requests.
+    let resp = post(&acme, "acme", r#"{"id":"n-1","text":"x"}"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "schema_violation");
+    assert_eq!(body["violations"][0]["pointer"], "/id", "{body}");
+    // Non-nullable constraints still hold.
+    let resp = post(&acme, "acme", r#"{"text":"far too long for the field"}"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = post(&acme, "acme", r#"{"text":"x","due":"tomorrow"}"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+
+    // `security` scopes: creating needs orders:write, which globex lacks;
+    // the document-level orders:read lets it list.
+    let resp = post(&globex, "globex", r#"{"text":"x"}"#).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "scope_denied");
+    assert!(up.recorder.is_empty(), "{:?}", up.recorder.requests());
+    let resp = globex.get(notes("globex")).send().await.unwrap();
+    assert_ne!(resp.status(), 403);
+    assert_eq!(up.recorder.len(), 1);
+}

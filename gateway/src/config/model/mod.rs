@@ -137,6 +137,18 @@ pub struct Listen {
     /// (for example behind a port-mapping load balancer).
     #[serde(default)]
     pub redirect_port: Option<u16>,
+    /// Read the PROXY protocol (v1 or v2) on the HTTPS listener, from
+    /// these networks only.
+    #[serde(default)]
+    pub proxy_protocol: Option<ProxyProtocolSettings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolSettings {
+    /// The balancers (addresses or CIDR networks) that must send a PROXY
+    /// header; a connection from elsewhere that sends one is closed.
+    pub from: Vec<String>,
 }
 
 fn default_https() -> SocketAddr {
@@ -149,6 +161,7 @@ impl Default for Listen {
             https: default_https(),
             plaintext: None,
             redirect_port: None,
+            proxy_protocol: None,
         }
     }
 }
@@ -233,6 +246,20 @@ pub struct HttpSettings {
     /// which always applies. A trailing `*` matches any suffix.
     #[serde(default)]
     pub override_headers: Vec<String>,
+    /// Load balancers and CDNs (addresses or CIDR networks) whose word on
+    /// the client's address is believed, through `client_ip_header`. Empty:
+    /// the TCP peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Where a trusted proxy puts the client's address: `x-forwarded-for`
+    /// (the rightmost entry that is not a trusted proxy) or a header holding
+    /// one address (`cf-connecting-ip`, `true-client-ip`, `x-real-ip`).
+    #[serde(default = "default_client_ip_header")]
+    pub client_ip_header: String,
+}
+
+fn default_client_ip_header() -> String {
+    "x-forwarded-for".into()
 }
 
 fn default_header_timeout() -> Duration {
@@ -269,6 +296,8 @@ impl Default for HttpSettings {
             trust_request_id: true,
             h2: true,
             override_headers: Vec::new(),
+            trusted_proxies: Vec::new(),
+            client_ip_header: default_client_ip_header(),
         }
     }
 }
@@ -380,6 +409,19 @@ pub struct SentinelSettings {
     pub master: String,
     /// Sentinel addresses, `host:port`.
     pub addresses: Vec<String>,
+    /// ACL user the Sentinels themselves require (their `user` / the
+    /// master's `sentinel sentinel-user`); `keys.redis.username` is the
+    /// master's.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the Sentinels' own password (their `requirepass`);
+    /// `keys.redis.password_file` is the master's.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// TLS to the Sentinels and to the master they name, verified against
+    /// `keys.redis.ca` (or the system roots when it is absent).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn default_redis_prefix() -> String {
@@ -442,8 +484,15 @@ pub struct ServerSettings {
     /// Socket used to hand listeners to a new process on `--upgrade`.
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: PathBuf,
-    /// On SIGTERM/SIGQUIT, listeners stop accepting at once and in-flight
-    /// requests get this long to finish.
+    /// On SIGTERM, how long the gateway keeps accepting while `/readyz`
+    /// answers 503, so load balancers stop sending before the listeners
+    /// close. 0 closes them at once.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
+    pub drain_delay: Duration,
+    /// Once the listeners stop accepting (after `drain_delay` on SIGTERM,
+    /// a few seconds after SIGQUIT), in-flight requests get this long to
+    /// finish.
     #[serde(default = "default_grace", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub grace_period: Duration,
@@ -472,6 +521,7 @@ impl Default for ServerSettings {
             threads: 0,
             pid_file: default_pid_file(),
             upgrade_sock: default_upgrade_sock(),
+            drain_delay: Duration::ZERO,
             grace_period: default_grace(),
             drain_timeout: default_drain(),
         }

@@ -71,7 +71,16 @@ pub async fn client(settings: &RedisSettings) -> Result<Client, String> {
                 let port = port
                     .parse::<u16>()
                     .map_err(|_| format!("sentinel address {a}: bad port"))?;
-                Ok(redis::ConnectionAddr::Tcp(host.to_string(), port))
+                Ok(if sentinel.tls {
+                    redis::ConnectionAddr::TcpTls {
+                        host: host.to_string(),
+                        port,
+                        insecure: false,
+                        tls_params: None,
+                    }
+                } else {
+                    redis::ConnectionAddr::Tcp(host.to_string(), port)
+                })
             })
             .collect::<Result<_, String>>()?;
         let mut builder = redis::sentinel::SentinelClientBuilder::new(
@@ -85,6 +94,28 @@ pub async fn client(settings: &RedisSettings) -> Result<Client, String> {
         }
         if let Some(u) = &settings.username {
             builder = builder.set_client_to_redis_username(u);
+        }
+        if let Some(path) = &sentinel.password_file {
+            builder = builder.set_client_to_sentinel_password(read_secret(path)?);
+        }
+        if let Some(u) = &sentinel.username {
+            builder = builder.set_client_to_sentinel_username(u);
+        }
+        if sentinel.tls {
+            builder = builder
+                .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure)
+                .set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+            if let Some(ca) = &settings.ca {
+                let pem =
+                    std::fs::read(ca).map_err(|e| format!("cannot read {}: {e}", ca.display()))?;
+                let roots = || redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.clone()),
+                };
+                builder = builder
+                    .set_client_to_sentinel_certificates(roots())
+                    .set_client_to_redis_certificates(roots());
+            }
         }
         let mut sentinel_client = builder.build().map_err(|e| format!("sentinel: {e}"))?;
         return tokio::time::timeout(settings.timeout * 8, sentinel_client.async_get_client())

@@ -67,6 +67,9 @@ pub struct Record {
     pub bytes_out: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ip: Option<String>,
+    /// The TCP peer (a trusted proxy), when it is not the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_ip: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -3,7 +3,7 @@
 //! it; the writer then writes how many were dropped into the trail itself,
 //! so a gap is never silent.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use prometheus::{IntCounter, IntGauge};
@@ -48,6 +48,9 @@ pub(super) struct Shared {
     capacity: usize,
     /// Dropped since the writer last reported a gap.
     pub(super) unreported_drops: AtomicU64,
+    /// The writer's last round lost records (or it could not start): the
+    /// trail is not being written, which readiness reports.
+    pub(super) failing: AtomicBool,
 }
 
 impl Shared {
@@ -56,6 +59,7 @@ impl Shared {
             queue: Mutex::new(Vec::new()),
             capacity,
             unreported_drops: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
         }
     }
 }
@@ -108,6 +112,15 @@ impl AuditSink {
             && (decision != Decision::Allow
                 || self.sample_allowed >= 1.0
                 || rand::random::<f64>() < self.sample_allowed)
+    }
+
+    /// Whether the trail is being written. A full queue is not a failure
+    /// (it is counted and leaves a gap record); a writer that cannot write
+    /// is. `output: off` writes nothing and is never failing.
+    pub fn writing(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_none_or(|s| !s.failing.load(Ordering::Relaxed))
     }
 
     /// Queues a record; never waits for the writer.

@@ -197,26 +197,30 @@ pub(super) fn spawn(
             if let Output::File(f) = &mut output {
                 if let Err(e) = f.claim(&mut chain) {
                     tracing::error!(target: "portcullis::audit", error = %e, "audit trail unavailable");
+                    shared.failing.store(true, Ordering::Relaxed);
                     return;
                 }
             }
-            let mut failing = false;
+            // Logged once per failure, not once per record.
+            let mut logged_failure = false;
             let mut write = |entry: &Entry, output: &mut Output, chain: &mut Chain| {
                 let Ok(json) = serde_json::to_vec(entry) else {
-                    return;
+                    return true;
                 };
                 let line = chain.seal(json);
                 match output.write(&line) {
                     Ok(()) => {
                         stats.written.inc();
-                        failing = false;
+                        logged_failure = false;
+                        true
                     }
                     Err(e) => {
                         stats.dropped.inc();
-                        if !failing {
+                        if !logged_failure {
                             tracing::error!(target: "portcullis::audit", error = %e, "cannot write the audit trail");
-                            failing = true;
+                            logged_failure = true;
                         }
+                        false
                     }
                 }
             };
@@ -229,18 +233,29 @@ pub(super) fn spawn(
                     std::mem::swap(&mut *queue, &mut batch);
                 }
                 stats.queue_depth.set(0);
+                let mut all_written = true;
+                let attempted = !batch.is_empty();
                 for entry in batch.drain(..) {
-                    write(&entry, &mut output, &mut chain);
+                    all_written &= write(&entry, &mut output, &mut chain);
                 }
                 // Records are dropped only while the queue is full, so they
                 // came after everything that was queued: the gap goes here.
                 let dropped = shared.unreported_drops.swap(0, Ordering::Relaxed);
                 if dropped > 0 {
                     let gap = Entry::event(Event::new("records_dropped").with("count", dropped));
-                    write(&gap, &mut output, &mut chain);
+                    all_written &= write(&gap, &mut output, &mut chain);
                 }
-                if let Err(e) = output.flush() {
+                let flushed = output.flush();
+                if let Err(e) = &flushed {
                     tracing::error!(target: "portcullis::audit", error = %e, "cannot flush the audit trail");
+                }
+                // An idle round proves nothing about the file: the state
+                // changes only when a record was attempted or the flush
+                // (which keeps failed bytes buffered and retries) failed.
+                if attempted || dropped > 0 || flushed.is_err() {
+                    shared
+                        .failing
+                        .store(!(all_written && flushed.is_ok()), Ordering::Relaxed);
                 }
                 if last {
                     return;

@@ -202,6 +202,11 @@ pub const PARTNER_UNKNOWN: Reject = Reject::new(
 );
 pub const PARTNER_SUSPENDED: Reject =
     Reject::new(403, "partner_suspended", "The partner is suspended");
+pub const CLIENT_ADDRESS_INVALID: Reject = Reject::new(
+    400,
+    "client_address_invalid",
+    "A trusted proxy sent no client address, or one that is not a single address",
+);
 pub const IP_NOT_ALLOWED: Reject = Reject::new(
     403,
     "ip_not_allowed",
@@ -356,6 +361,7 @@ pub const ALL: &[Reject] = &[
     PARTNER_MISMATCH,
     PARTNER_UNKNOWN,
     PARTNER_SUSPENDED,
+    CLIENT_ADDRESS_INVALID,
     IP_NOT_ALLOWED,
     SCOPE_DENIED,
     ROUTE_NOT_PERMITTED,
