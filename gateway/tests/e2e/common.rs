@@ -419,6 +419,15 @@ impl Gateway {
         (resp.status, resp.json())
     }
 
+    /// A client that opens a new connection for every request (so each
+    /// proves the listener still accepts), without a key.
+    pub fn fresh_connection_client(&self) -> reqwest::Client {
+        self.client_builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    }
+
     fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .use_rustls_tls()

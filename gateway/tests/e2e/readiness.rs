@@ -25,15 +25,7 @@ async fn until_readyz(gw: &Gateway, what: &str, status: u16) -> serde_json::Valu
 
 /// A request on a new connection, so it proves the listener still accepts.
 async fn fresh_request_status(gw: &Gateway) -> u16 {
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(gw.pki.ca_pem.as_bytes()).unwrap())
-        .resolve(HOST, gw.https)
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
-    client
+    gw.fresh_connection_client()
         .get(gw.url("/partners/acme/orders"))
         .header("x-api-key", gw.key("acme"))
         .send()

@@ -394,25 +394,25 @@ async fn redis_auth_is_used_and_required() {
     assert!(!err.to_string().contains("correct-horse"), "{err}");
 }
 
+/// redis-server serving TLS only from the files in its directory.
+const REDIS_TLS_ARGS: [&str; 8] = [
+    "--tls-cert-file",
+    "tls.pem",
+    "--tls-key-file",
+    "tls.key",
+    "--tls-ca-cert-file",
+    "ca.pem",
+    "--tls-auth-clients",
+    "no",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_over_tls_is_verified_against_the_configured_ca() {
     let ca = portcullis::transport::certgen::Ca::new("Redis test CA").unwrap();
     let leaf = ca.issue(&["localhost"]).unwrap();
     let ca_pem = ca.cert_pem();
     let redis = RedisServer::start_with_files(
-        [
-            "--tls-cert-file",
-            "tls.pem",
-            "--tls-key-file",
-            "tls.key",
-            "--tls-ca-cert-file",
-            "ca.pem",
-            "--tls-auth-clients",
-            "no",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
+        REDIS_TLS_ARGS.iter().map(|s| s.to_string()).collect(),
         true,
         |dir| {
             std::fs::write(dir.join("tls.pem"), &leaf.cert_pem).unwrap();
@@ -444,17 +444,7 @@ async fn sentinels_with_a_password_and_tls_are_reached_as_configured() {
         std::fs::write(dir.join("tls.key"), &leaf.key_pem).unwrap();
         std::fs::write(dir.join("ca.pem"), &ca_pem).unwrap();
     };
-    let tls_args = [
-        "--tls-cert-file",
-        "tls.pem",
-        "--tls-key-file",
-        "tls.key",
-        "--tls-ca-cert-file",
-        "ca.pem",
-        "--tls-auth-clients",
-        "no",
-    ];
-    let mut master_args: Vec<String> = tls_args.iter().map(|s| s.to_string()).collect();
+    let mut master_args: Vec<String> = REDIS_TLS_ARGS.iter().map(|s| s.to_string()).collect();
     master_args.extend(["--requirepass".into(), "master-secret-horse".into()]);
     let redis = RedisServer::start_with_files(master_args, true, write_tls).await;
 

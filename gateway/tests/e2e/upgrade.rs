@@ -29,14 +29,7 @@ async fn an_in_place_upgrade_refuses_nothing_and_keeps_one_audit_chain() {
 
     // Steady traffic on fresh connections throughout the handover.
     let stop = Arc::new(AtomicBool::new(false));
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(gw.pki.ca_pem.as_bytes()).unwrap())
-        .resolve(HOST, gw.https)
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap();
+    let client = gw.fresh_connection_client();
     let traffic = {
         let (stop, url, key) = (stop.clone(), url.clone(), gw.key("acme").to_string());
         tokio::spawn(async move {
