@@ -133,9 +133,18 @@ async fn curl_through_a_cdn_header_is_judged_by_that_header() {
     let gw = Gateway::start(cfg).await;
     let ca = gw.dir.path().join("ca.pem");
     std::fs::write(&ca, &gw.pki.ca_pem).unwrap();
-    let curl = |ip_header: &str| {
+    // What curl reports: the HTTP version it spoke and the status.
+    let curl = |version: &str, ip_header: &str| {
         let out = std::process::Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .args([
+                "-sS",
+                version,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_version} %{http_code}",
+            ])
+            .arg("--cacert")
             .arg(&ca)
             .arg("--resolve")
             .arg(format!("{HOST}:{}:127.0.0.1", gw.https.port()))
@@ -146,14 +155,31 @@ async fn curl_through_a_cdn_header_is_judged_by_that_header() {
             .expect("curl runs");
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    assert_eq!(curl("cf-connecting-ip: 198.51.100.9"), "200");
-    // x-forwarded-for is not the configured header: the balancer named no
-    // client, so the request is refused.
-    assert_eq!(curl("x-forwarded-for: 198.51.100.9"), "400");
-    assert_eq!(curl("cf-connecting-ip: 203.0.113.1"), "403");
+    for (version, spoken) in [("--http1.1", "1.1"), ("--http2", "2")] {
+        assert_eq!(
+            curl(version, "cf-connecting-ip: 198.51.100.9"),
+            format!("{spoken} 200")
+        );
+        // x-forwarded-for is not the configured header: the balancer named
+        // no client, so the request is refused.
+        assert_eq!(
+            curl(version, "x-forwarded-for: 198.51.100.9"),
+            format!("{spoken} 400")
+        );
+        // The CGI spelling (`_` for `-`) is refused too and never reaches
+        // the upstream.
+        assert_eq!(
+            curl(version, "cf_connecting_ip: 198.51.100.9"),
+            format!("{spoken} 400")
+        );
+        assert_eq!(
+            curl(version, "cf-connecting-ip: 203.0.113.1"),
+            format!("{spoken} 403")
+        );
+    }
     let seen = up.recorder.requests();
-    assert_eq!(seen.len(), 1);
-    assert_eq!(seen[0].header_count("cf-connecting-ip"), 0);
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.header_count("cf-connecting-ip") == 0));
 }
 
 /// Opens a TLS connection after writing `preamble` (a PROXY header) on the
