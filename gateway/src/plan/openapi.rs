@@ -12,7 +12,8 @@
 //! a server-owned field such as `id` or `status`. So 3.0 schemas, inline and
 //! the document's own `components` that `$ref`s reach, are rewritten for
 //! requests: `type: T, nullable: true` becomes `type: [T, "null"]`, and a
-//! read-only property is refused when present and dropped from `required`.
+//! read-only property is refused when present (in any letter case, as
+//! case-insensitive binders read it) and dropped from `required`.
 //! `writeOnly` properties belong in requests and need nothing.
 
 use std::path::{Path, PathBuf};
@@ -251,9 +252,42 @@ pub fn for_requests(schema: &mut Value, doc: &Value, file_name: &str) {
             properties.insert(name.clone(), json!({"not": {}}));
         }
     }
+    // Case-insensitive binders (ASP.NET, Jackson's ACCEPT_CASE_INSENSITIVE_PROPERTIES)
+    // read `ID` as `id`: no spelling of a read-only name may pass.
+    let patterns = map.entry("patternProperties").or_insert_with(|| json!({}));
+    if let Value::Object(patterns) = patterns {
+        for name in &read_only {
+            patterns.insert(any_case(name), json!({"not": {}}));
+        }
+    }
     if let Some(Value::Array(required)) = map.get_mut("required") {
         required.retain(|r| r.as_str().is_none_or(|r| !read_only.iter().any(|n| n == r)));
     }
+}
+
+/// A pattern matching `name` in any letter case, Unicode's extra case
+/// partners of `k` and `s` (the Kelvin sign, the long s) included, written
+/// with classes and escapes only so every regex dialect reads it alike.
+fn any_case(name: &str) -> String {
+    let mut pattern = String::from("^");
+    for c in name.chars() {
+        match c.to_ascii_lowercase() {
+            'k' => pattern.push_str("[kK\\u212A]"),
+            's' => pattern.push_str("[sS\\u017F]"),
+            l if l.is_ascii_alphabetic() => {
+                pattern.push('[');
+                pattern.push(l);
+                pattern.push(l.to_ascii_uppercase());
+                pattern.push(']');
+            }
+            d if d.is_ascii_alphanumeric() || d == '_' => pattern.push(d),
+            // ASCII punctuation may be a metacharacter: escape it by code.
+            p if p.is_ascii() => pattern.push_str(&format!("\\u{:04X}", p as u32)),
+            other => pattern.push(other),
+        }
+    }
+    pattern.push('$');
+    pattern
 }
 
 /// `readOnly: true` on the property, or on the schema a local `$ref` (into
@@ -467,6 +501,13 @@ mod tests {
         assert!(validator.is_valid(&json!({"sku": "A", "secret": "s"})));
         assert!(!validator.is_valid(&json!({"sku": "A", "id": "o-1"})));
         assert!(!validator.is_valid(&json!({"sku": "A", "status": "shipped"})));
+        // Spellings a case-insensitive binder reads as the same field.
+        for spelling in ["ID", "Id", "STATUS", "\u{17F}tatus"] {
+            let mut body = json!({"sku": "A"});
+            body[spelling] = json!("x");
+            assert!(!validator.is_valid(&body), "{spelling}");
+        }
+        assert!(validator.is_valid(&json!({"sku": "A", "identity": "x"})));
         // A reference into another file is not this document's to judge.
         let other = rewritten(
             json!({"properties": {"id": {"$ref": "other.yaml#/components/schemas/Id"}}}),

@@ -594,6 +594,21 @@ async fn an_openapi_30_document_validates_as_its_authors_meant() {
 
     // The read-only id belongs to the server: a request carrying it is
     // refused, and its `required` does not apply to requests.
+    // A case-insensitive binder would read these as `id`.
+    for spelling in [r#"{"ID":"n-1","text":"x"}"#, r#"{"Id":"n-1"}"#] {
+        let resp = post(&acme, "acme", spelling).await.unwrap();
+        assert_eq!(resp.status(), 400, "{spelling}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "schema_violation", "{spelling}");
+        // Refused as the read-only field, not merely as an unknown one.
+        let violations = body["violations"].as_array().unwrap();
+        assert!(
+            violations
+                .iter()
+                .any(|v| v["keyword"] == "not" && v["pointer"].as_str() != Some("")),
+            "{body}"
+        );
+    }
     let resp = post(&acme, "acme", r#"{"id":"n-1","text":"x"}"#)
         .await
         .unwrap();
