@@ -14,6 +14,7 @@
 #![recursion_limit = "256"]
 
 pub mod admin;
+pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod keys;

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::RwLock;
 
+use crate::balance::stats::TargetStats;
 use crate::keys::verify::KeyStats;
 use crate::limits::abuse::AbuseStats;
 use crate::limits::anomaly::AnomalyStats;
@@ -43,6 +44,7 @@ pub struct Metrics {
     pub abuse: AbuseStats,
     pub anomaly: AnomalyStats,
     pub audit: AuditStats,
+    pub targets: TargetStats,
 }
 
 /// Route label for requests that matched no route.
@@ -204,6 +206,13 @@ impl Metrics {
         register(&registry, &mut names, audit.written.clone())?;
         register(&registry, &mut names, audit.dropped.clone())?;
         register(&registry, &mut names, audit.queue_depth.clone())?;
+        let targets = TargetStats::new()?;
+        register(&registry, &mut names, targets.requests.clone())?;
+        register(&registry, &mut names, targets.failures.clone())?;
+        register(&registry, &mut names, targets.ejections.clone())?;
+        register(&registry, &mut names, targets.up.clone())?;
+        register(&registry, &mut names, targets.retries.clone())?;
+        register(&registry, &mut names, targets.no_healthy_target.clone())?;
         Ok(Metrics {
             registry,
             process,
@@ -226,6 +235,7 @@ impl Metrics {
             abuse,
             anomaly,
             audit,
+            targets,
         })
     }
 

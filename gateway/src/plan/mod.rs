@@ -11,7 +11,6 @@ mod upstreams;
 mod validation;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,9 +67,9 @@ pub struct Upstream {
     pub(crate) name: String,
     /// `host:port` as configured, for logs.
     pub(crate) address: String,
-    /// Resolved when the configuration is compiled (and again on reload),
-    /// so no request ever waits on DNS.
-    pub(crate) socket: SocketAddr,
+    /// Its targets and how a request picks one. Resolved when the plan
+    /// compiles and again in the background, so no request waits on DNS.
+    pub(crate) balancer: Arc<crate::balance::Balancer>,
     pub(crate) tls: bool,
     /// TLS server name (SNI and certificate verification).
     pub(crate) server_name: String,
@@ -168,6 +167,9 @@ pub struct Plan {
     pub(crate) error_log_bytes: usize,
     /// Signs the identity assertion sent upstream, when configured.
     pub(crate) signer: Option<Arc<Signer>>,
+    /// Every upstream's balancer, for the background service that keeps
+    /// them resolved and probed while this plan is live.
+    pub(crate) balancers: Vec<Arc<crate::balance::Balancer>>,
 }
 
 impl Plan {
@@ -392,6 +394,7 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
         block_secrets: settings.response.block_secrets,
         error_log_bytes: settings.response.error_log_bytes,
         signer,
+        balancers: upstreams.0.values().map(|u| u.balancer.clone()).collect(),
     };
     let mut sources = vec![config_path.to_path_buf()];
     sources.extend(policy_files);

@@ -1,7 +1,6 @@
 //! Upstreams: addresses resolved, TLS names and CAs loaded, timeouts checked.
 
 use std::collections::HashMap;
-use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use std::time::Duration;
 use pingora::protocols::tls::CaType;
 use pingora::utils::tls::WrappedX509;
 
+use crate::balance::{probe, Balancer, BalancerSpec, Ejection, Name, ProbeTarget, MAX_TARGETS};
 use crate::config::load::resolve_path;
 use crate::config::model::{PolicyFile, UpstreamSpec};
 use crate::config::{ConfigError, ConfigErrors};
@@ -83,11 +83,6 @@ fn compile_upstream(
     } else {
         format!("{bare_host}:{port}")
     };
-    let socket = address
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .ok_or(("url", format!("cannot resolve {address}")))?;
     let mut pool = blake3::Hasher::new();
     pool.update(name.as_bytes());
     let ca = match &spec.ca {
@@ -110,15 +105,28 @@ fn compile_upstream(
         .unwrap_or_else(|| address.clone());
     let timeouts = Timeouts::DEFAULT.overlay(&spec.timeouts);
     check_timeouts(&timeouts).map_err(|m| ("timeouts", m))?;
+    let server_name = spec
+        .server_name
+        .clone()
+        .unwrap_or_else(|| bare_host.to_string());
+    let balancer = compile_balancer(
+        name,
+        spec,
+        &address,
+        &ProbeTarget {
+            upstream: name,
+            tls,
+            server_name: &server_name,
+            authority: &authority,
+            ca: ca.as_ref(),
+        },
+    )?;
     Ok(Upstream {
         name: name.to_string(),
         address,
-        socket,
+        balancer: Arc::new(balancer),
         tls,
-        server_name: spec
-            .server_name
-            .clone()
-            .unwrap_or_else(|| bare_host.to_string()),
+        server_name,
         authority,
         preserve_host: spec.preserve_host,
         ca,
@@ -126,6 +134,67 @@ fn compile_upstream(
         pool_key: u64::from_le_bytes(pool_key),
     })
 }
+
+/// The targets, how requests pick among them, and how they are watched.
+fn compile_balancer(
+    name: &str,
+    spec: &UpstreamSpec,
+    url_address: &str,
+    probe_target: &ProbeTarget<'_>,
+) -> Result<Balancer, (&'static str, String)> {
+    let names = if spec.targets.is_empty() {
+        vec![Name::parse(url_address).map_err(|m| ("url", m))?]
+    } else {
+        if spec.targets.len() > MAX_TARGETS {
+            return Err(("targets", format!("at most {MAX_TARGETS} targets")));
+        }
+        spec.targets
+            .iter()
+            .map(|t| Name::parse(t))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| ("targets", m))?
+    };
+    if spec.resolve_every < MIN_RESOLVE_EVERY {
+        return Err((
+            "resolve_every",
+            format!("must be at least {}ms", MIN_RESOLVE_EVERY.as_millis()),
+        ));
+    }
+    if spec.ejection.after_failures > 0 && spec.ejection.duration.is_zero() {
+        return Err((
+            "ejection.duration",
+            "must be greater than 0 (after_failures: 0 turns ejection off)".into(),
+        ));
+    }
+    let probe = match &spec.health_check {
+        None => None,
+        Some(check) => Some((probe(check, probe_target)?, check.interval)),
+    };
+    Balancer::new(BalancerSpec {
+        upstream: name.to_string(),
+        names,
+        balance: spec.balance,
+        ejection: Ejection {
+            after_failures: spec.ejection.after_failures,
+            duration: spec.ejection.duration,
+        },
+        resolve_every: spec.resolve_every,
+        probe,
+    })
+    .map_err(|m| {
+        (
+            if spec.targets.is_empty() {
+                "url"
+            } else {
+                "targets"
+            },
+            m,
+        )
+    })
+}
+
+/// Re-resolving faster than this only loads the resolver.
+const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
 
 pub(super) fn check_timeouts(t: &Timeouts) -> Result<(), String> {
     if [t.connect, t.read, t.write, t.total]

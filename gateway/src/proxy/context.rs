@@ -1,12 +1,13 @@
 //! The per-request context pingora carries between phases: the facts each
 //! stage established, in the order they are learnt.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::balance::TargetLease;
 use crate::limits::inflight::Permit;
 use crate::plan::{Plan, Route};
 use crate::stage::minimise::LeakScanner;
@@ -26,6 +27,11 @@ pub struct RequestCtx {
     pub(crate) outcome: Outcome,
     pub(crate) upstream_sent: Option<Instant>,
     pub(crate) upstream_deadline: Option<Instant>,
+    /// The upstream target this request is being sent to.
+    pub(crate) target: Option<TargetLease>,
+    /// Targets already tried and failed before anything was sent, so a
+    /// retry goes elsewhere.
+    pub(crate) tried: Vec<SocketAddr>,
     /// Bytes of request body streamed so far, against the route's limit.
     pub(crate) body_seen: usize,
     /// This request's slot under its partner's concurrency limit.
@@ -61,6 +67,8 @@ impl RequestCtx {
             outcome: Outcome::Pending,
             upstream_sent: None,
             upstream_deadline: None,
+            target: None,
+            tried: Vec::new(),
             body_seen: 0,
             permit: None,
             sub_outcome: None,

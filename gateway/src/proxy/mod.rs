@@ -108,7 +108,35 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Box<HttpPeer>> {
-        upstream::peer(ctx)
+        upstream::peer(ctx, &self.live.metrics.targets)
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        upstream::connect_failed(session, ctx, e, &self.live.metrics.targets)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        upstream::proxy_failed(
+            peer,
+            session,
+            ctx,
+            e,
+            client_reused,
+            &self.live.metrics.targets,
+        )
     }
 
     async fn upstream_request_filter(

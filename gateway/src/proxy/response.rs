@@ -40,6 +40,7 @@ impl Gateway {
                     .inc();
             }
         }
+        crate::proxy::upstream::answered(ctx, resp.status.as_u16(), &self.live.metrics.targets);
         ctx.outcome = Outcome::Proxied;
         if let (Some(plan), Some(route)) = (ctx.plan.clone(), ctx.route.clone()) {
             minimise_header(resp, &plan, &route, ctx)?;

@@ -360,6 +360,10 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         spawn_lease_keeper(agent)?;
     }
     server.add_service(background_service(
+        "portcullis upstream targets",
+        crate::balance::supervisor::Supervisor::new(live.clone()),
+    ));
+    server.add_service(background_service(
         "portcullis reloader",
         Reloader::new(live, settings.reload.watch_interval),
     ));

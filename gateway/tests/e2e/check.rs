@@ -475,3 +475,47 @@ fn check_and_the_configuration_schemas_agree_on_broken_files() {
         );
     }
 }
+
+#[test]
+fn bad_target_settings_are_refused_with_their_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    for (extra, says) in [
+        (
+            "    targets: [\"orders\"]\n",
+            "targets: \"orders\" is not host:port",
+        ),
+        (
+            "    targets: [\"no-such-host.invalid:80\"]\n",
+            "targets: cannot resolve no-such-host.invalid:80",
+        ),
+        (
+            "    resolve_every: 10ms\n",
+            "resolve_every: must be at least 100ms",
+        ),
+        (
+            "    health_check: {path: healthz}\n",
+            "health_check.path: must be an absolute path",
+        ),
+        (
+            "    health_check: {interval: 1s, timeout: 2s}\n",
+            "health_check.timeout: must be shorter than the interval",
+        ),
+        (
+            "    ejection: {after_failures: 3, duration: 0s}\n",
+            "ejection.duration: must be greater than 0",
+        ),
+        ("    balance: random\n", "unknown variant `random`"),
+    ] {
+        std::fs::write(
+            dir.path().join("policies/orders.yaml"),
+            crate::balancing::policy_with("http://127.0.0.1:9", extra),
+        )
+        .unwrap();
+        let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+        assert_eq!(code, 1, "{extra} accepted: {err}");
+        assert!(err.contains(says), "{extra}: expected {says:?} in:\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

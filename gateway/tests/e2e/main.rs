@@ -5,6 +5,7 @@
 mod admin;
 mod assertion;
 mod auth;
+mod balancing;
 mod bindings;
 mod check;
 mod client_address;

@@ -129,6 +129,106 @@ pub struct UpstreamSpec {
     pub preserve_host: bool,
     #[serde(default)]
     pub timeouts: TimeoutSpec,
+    /// Where requests go, as `host:port` entries; a name stands for every
+    /// address it resolves to. Empty: the URL's host and port. The URL still
+    /// gives the scheme, the `Host` header and the TLS name.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// How a request picks among the targets.
+    #[serde(default)]
+    pub balance: BalanceSpec,
+    /// How often names (in `targets` or the URL) are resolved again, so a
+    /// service whose addresses change is followed without a reload. A failed
+    /// lookup keeps that name's last addresses.
+    #[serde(default = "default_resolve_every", with = "humantime_serde")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
+    pub resolve_every: Duration,
+    /// Active health checks; without one a target is only judged by traffic.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+    /// Passive ejection: a target failing live traffic is left out for a while.
+    #[serde(default)]
+    pub ejection: EjectionSpec,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BalanceSpec {
+    /// Each target in turn.
+    #[default]
+    RoundRobin,
+    /// The target with the fewest requests in flight from this node.
+    LeastConnections,
+    /// The same partner keeps reaching the same target (consistent hashing:
+    /// a target coming or going moves only its own share of partners).
+    PartnerHash,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// `GET` this path and expect 200; without it, a TCP connect (and the TLS
+    /// handshake for `https`) is the check.
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "default_check_interval", with = "humantime_serde")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
+    pub interval: Duration,
+    #[serde(default = "default_check_timeout", with = "humantime_serde")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
+    pub timeout: Duration,
+    /// Consecutive passed checks that bring a target back.
+    #[serde(default = "default_threshold")]
+    pub healthy_after: usize,
+    /// Consecutive failed checks that take a target out.
+    #[serde(default = "default_threshold")]
+    pub unhealthy_after: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EjectionSpec {
+    /// Consecutive failures of live traffic (connect errors, timeouts, 5xx
+    /// answers) that eject a target; 0 turns ejection off.
+    #[serde(default = "default_ejection_failures")]
+    pub after_failures: u32,
+    /// How long an ejected target is left out.
+    #[serde(default = "default_ejection_duration", with = "humantime_serde")]
+    #[schemars(with = "crate::config::schema::HumanDuration")]
+    pub duration: Duration,
+}
+
+impl Default for EjectionSpec {
+    fn default() -> Self {
+        EjectionSpec {
+            after_failures: default_ejection_failures(),
+            duration: default_ejection_duration(),
+        }
+    }
+}
+
+fn default_resolve_every() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_check_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_check_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_threshold() -> usize {
+    2
+}
+
+fn default_ejection_failures() -> u32 {
+    5
+}
+
+fn default_ejection_duration() -> Duration {
+    Duration::from_secs(30)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
