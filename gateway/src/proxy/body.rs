@@ -15,10 +15,9 @@ use crate::proxy::context::RequestCtx;
 use crate::proxy::errors::refusal;
 use crate::proxy::request::{refuse, suspicious, Answered};
 use crate::proxy::respond::respond_invalid;
-use crate::proxy::subrequest::{self, Forwarded, Ticket};
+use crate::proxy::subrequest::{self, Forwarded, SubReport, Ticket};
 use crate::proxy::Gateway;
 use crate::stage::inspect::{inspect, Rules};
-use crate::stage::outcome::Outcome;
 use crate::stage::problem;
 use crate::stage::screen;
 
@@ -97,11 +96,15 @@ impl Gateway {
             trace: ctx.trace.clone(),
             new_target,
             body_len: body.as_ref().map_or(0, |b| b.len()),
-            outcome: Arc::new(Mutex::new(Outcome::Pending)),
+            outcome: Arc::new(Mutex::new(SubReport::default())),
         };
+        let report = ticket.outcome.clone();
         let started = Instant::now();
         let forwarded = subrequest::forward(session, ticket, body).await;
         ctx.stages.upstream = Some(started.elapsed());
+        if let Ok(report) = report.lock() {
+            ctx.upstream = report.upstream;
+        }
         match forwarded? {
             Forwarded::Answered(outcome) => ctx.outcome = outcome,
             Forwarded::Refused(reject) => {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::balance::TargetLease;
 use crate::limits::inflight::Permit;
 use crate::plan::{Plan, Route};
+use crate::proxy::subrequest::SubReport;
 use crate::stage::minimise::LeakScanner;
 use crate::stage::outcome::Outcome;
 use crate::stage::record::StageTimes;
@@ -37,7 +38,9 @@ pub struct RequestCtx {
     /// This request's slot under its partner's concurrency limit.
     pub(crate) permit: Option<Permit>,
     /// Set in a subrequest started by `subrequest`: where to report back.
-    pub(crate) sub_outcome: Option<Arc<Mutex<Outcome>>>,
+    pub(crate) sub_outcome: Option<Arc<Mutex<SubReport>>>,
+    /// Where the request was sent, for the access log.
+    pub(crate) upstream: UpstreamTries,
     /// The upstream's body is being replaced by this problem document.
     pub(crate) replacing: Option<Replacement>,
     /// Watches a streamed response for secrets.
@@ -72,6 +75,7 @@ impl RequestCtx {
             body_seen: 0,
             permit: None,
             sub_outcome: None,
+            upstream: UpstreamTries::default(),
             replacing: None,
             leak_scanner: None,
             trace: Trace::default(),
@@ -88,6 +92,13 @@ impl Default for RequestCtx {
     fn default() -> Self {
         RequestCtx::new()
     }
+}
+
+/// The target a request was last sent to, and how many times it was sent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpstreamTries {
+    pub addr: Option<SocketAddr>,
+    pub attempts: u8,
 }
 
 /// An upstream answer whose body is swallowed and replaced.

@@ -15,8 +15,9 @@ impl Gateway {
     pub(crate) fn finish(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         if let Some(report) = &ctx.sub_outcome {
             // A subrequest of ours: the main request logs and counts it.
-            if let Ok(mut outcome) = report.lock() {
-                *outcome = ctx.outcome;
+            if let Ok(mut report) = report.lock() {
+                report.outcome = ctx.outcome;
+                report.upstream = ctx.upstream;
             }
             return;
         }
@@ -54,6 +55,8 @@ impl Gateway {
             key_id = finished.key_id,
             client_ip = finished.client_ip.map(tracing::field::display),
             peer_ip = finished.peer_ip.map(tracing::field::display),
+            upstream_addr = ctx.upstream.addr.map(tracing::field::display),
+            upstream_attempts = ctx.upstream.attempts,
             status = finished.status,
             outcome = finished.outcome.code(),
             duration_ms = finished.elapsed.as_secs_f64() * 1000.0,

@@ -44,8 +44,24 @@ pub struct Ticket {
     pub trace: crate::stage::trace_context::Trace,
     pub new_target: Option<String>,
     pub body_len: usize,
-    /// The subrequest's outcome code, for the main request's log line.
-    pub outcome: Arc<Mutex<Outcome>>,
+    /// How the subrequest ended, for the main request's log line.
+    pub outcome: Arc<Mutex<SubReport>>,
+}
+
+/// What a subrequest tells the request that started it.
+#[derive(Debug, Clone, Copy)]
+pub struct SubReport {
+    pub outcome: Outcome,
+    pub upstream: crate::proxy::context::UpstreamTries,
+}
+
+impl Default for SubReport {
+    fn default() -> Self {
+        SubReport {
+            outcome: Outcome::Pending,
+            upstream: Default::default(),
+        }
+    }
 }
 
 /// Finds the ticket when `session` is a subrequest this module started.
@@ -176,7 +192,10 @@ pub async fn forward(
         // The subrequest's logging phase records its outcome; wait for it.
         let _ = join.await;
     }
-    let sub_outcome = outcome.lock().map(|o| *o).unwrap_or(Outcome::Pending);
+    let sub_outcome = outcome
+        .lock()
+        .map(|r| r.outcome)
+        .unwrap_or(Outcome::Pending);
 
     if !route.holds_response() {
         if session.response_written().is_none() {

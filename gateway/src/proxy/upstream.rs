@@ -63,6 +63,8 @@ pub(crate) fn peer(ctx: &mut RequestCtx, stats: &TargetStats) -> pingora::Result
         peer.options.ca = Some(ca.clone());
     }
     ctx.tried.push(target.addr);
+    ctx.upstream.addr = Some(target.addr);
+    ctx.upstream.attempts = ctx.upstream.attempts.saturating_add(1);
     ctx.target = Some(pick.lease);
     // One deadline for the whole exchange, retries included.
     ctx.upstream_deadline

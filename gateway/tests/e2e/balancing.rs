@@ -145,6 +145,9 @@ async fn a_dead_target_is_retried_around_then_ejected() {
         assert_eq!(status, 200, "a GET is retried on the live target: {body}");
     }
     assert_eq!(b.requests(), 10, "every request was answered by b");
+    // The access log names the target that answered and the attempts it took.
+    gw.wait_for_log(&format!("upstream_addr={} upstream_attempts=2", b.addr))
+        .await;
     let failures = format!(
         "portcullis_upstream_target_failures_total{{kind=\"connect\",target=\"{a_label}\",upstream=\"orders\"}}"
     );
@@ -317,6 +320,11 @@ async fn a_post_is_never_sent_twice() {
         "the POSTs round robin sent to the dead target are refused, not retried"
     );
     assert_eq!(b.requests(), 2, "b saw only the POSTs sent to it first");
+    gw.wait_for_log(&format!(
+        "upstream_addr={} upstream_attempts=1 status=502",
+        a.addr
+    ))
+    .await;
     assert_eq!(
         gw.metric("portcullis_upstream_retries_total{upstream=\"orders\"}")
             .await,
@@ -525,4 +533,47 @@ async fn a_name_is_resolved_again_and_traffic_follows_its_new_address() {
     }
     assert_eq!(old.requests(), settled, "the old address gets nothing more");
     assert!(gw.logs().contains("target addresses changed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_read_whole_is_retried_with_its_body_intact() {
+    let mut a = Target::any();
+    let b = Target::any();
+    let url = format!("http://{}", a.addr);
+    // A body binding makes the gateway read the body whole and forward it
+    // through a subrequest.
+    let put_route = "\x20 - name: put-order\n    methods: [PUT]\n    path: /partners/{partner}/orders/{id}\n    upstream: orders\n    bind: {body: /partner}\n";
+    let policy = orders_policy(&url, put_route).replacen(
+        &format!("    url: {url}\n"),
+        &format!("    url: {url}\n{}", targets(&[&a, &b])),
+        1,
+    );
+    let mut cfg = GatewayConfig::orders(&url);
+    cfg.policies = vec![("orders.yaml".into(), policy)];
+    let gw = Gateway::start(cfg).await;
+    a.kill().await;
+    let body = r#"{"partner":"acme","quantity":3}"#;
+    for _ in 0..2 {
+        let resp = gw
+            .client()
+            .put(gw.url("/partners/acme/orders/acme-1001"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("response");
+        assert_ne!(resp.status().as_u16(), 502, "the PUT reached a live target");
+    }
+    let puts: Vec<_> = b
+        .recorder
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), 2, "both PUTs reached b, once each");
+    for put in &puts {
+        assert_eq!(put.body, body.as_bytes(), "the body arrived intact");
+    }
+    gw.wait_for_log(&format!("upstream_addr={} upstream_attempts=2", b.addr))
+        .await;
 }
