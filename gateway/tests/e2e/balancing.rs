@@ -106,6 +106,14 @@ pub fn policy_with(url: &str, extra: &str) -> String {
     policy
 }
 
+/// Two targets behind upstream `orders`, with `extra` in its block.
+async fn two_targets(extra: &str) -> (Target, Target, Gateway) {
+    let (a, b) = (Target::any(), Target::any());
+    let extra = format!("{}{extra}", targets(&[&a, &b]));
+    let gw = Gateway::start(config(&format!("http://{}", a.addr), &extra)).await;
+    (a, b, gw)
+}
+
 fn targets(list: &[&Target]) -> String {
     let quoted: Vec<String> = list.iter().map(|t| format!("\"{}\"", t.addr)).collect();
     format!("    targets: [{}]\n", quoted.join(", "))
@@ -120,13 +128,7 @@ async fn get(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_target_is_retried_around_then_ejected() {
-    let mut a = Target::any();
-    let b = Target::any();
-    let extra = format!(
-        "{}    ejection: {{after_failures: 2, duration: 60s}}\n",
-        targets(&[&a, &b])
-    );
-    let gw = Gateway::start(config(&format!("http://{}", a.addr), &extra)).await;
+    let (mut a, b, gw) = two_targets("    ejection: {after_failures: 2, duration: 60s}\n").await;
     let client = gw.client();
     let url = gw.url("/partners/acme/orders");
     for _ in 0..8 {
@@ -225,13 +227,7 @@ async fn load(
 async fn a_target_killed_mid_traffic_costs_no_safe_request_and_is_used_again_once_back() {
     use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
     use std::sync::Arc;
-    let mut a = Target::any();
-    let b = Target::any();
-    let extra = format!(
-        "{}    ejection: {{after_failures: 1, duration: 1s}}\n",
-        targets(&[&a, &b])
-    );
-    let gw = Gateway::start(config(&format!("http://{}", a.addr), &extra)).await;
+    let (mut a, b, gw) = two_targets("    ejection: {after_failures: 1, duration: 1s}\n").await;
     let (dead, stop) = (
         Arc::new(AtomicBool::new(false)),
         Arc::new(AtomicBool::new(false)),
@@ -288,13 +284,7 @@ async fn a_target_killed_mid_traffic_costs_no_safe_request_and_is_used_again_onc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_is_never_sent_twice() {
-    let mut a = Target::any();
-    let b = Target::any();
-    let extra = format!(
-        "{}    ejection: {{after_failures: 0}}\n",
-        targets(&[&a, &b])
-    );
-    let gw = Gateway::start(config(&format!("http://{}", a.addr), &extra)).await;
+    let (mut a, b, gw) = two_targets("    ejection: {after_failures: 0}\n").await;
     a.kill().await;
     let client = gw.client();
     let mut refused = 0;
@@ -334,9 +324,7 @@ async fn a_post_is_never_sent_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_target_reachable_the_request_is_refused_and_nothing_leaks() {
-    let mut a = Target::any();
-    let mut b = Target::any();
-    let gw = Gateway::start(config(&format!("http://{}", a.addr), &targets(&[&a, &b]))).await;
+    let (mut a, mut b, gw) = two_targets("").await;
     a.kill().await;
     b.kill().await;
     let resp = raw_request(
@@ -358,13 +346,7 @@ async fn with_no_target_reachable_the_request_is_refused_and_nothing_leaks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_health_check_takes_a_target_out_and_brings_it_back() {
-    let mut a = Target::any();
-    let b = Target::any();
-    let extra = format!(
-        "{}    health_check: {{path: /healthz, interval: 200ms, timeout: 100ms, healthy_after: 1, unhealthy_after: 1}}\n",
-        targets(&[&a, &b])
-    );
-    let gw = Gateway::start(config(&format!("http://{}", a.addr), &extra)).await;
+    let (mut a, b, gw) = two_targets("    health_check: {path: /healthz, interval: 200ms, timeout: 100ms, healthy_after: 1, unhealthy_after: 1}\n").await;
     let a_up = format!(
         "portcullis_upstream_target_up{{target=\"{}\",upstream=\"orders\"}}",
         a.addr
