@@ -229,5 +229,56 @@ fn monitoring(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, keys, routing, monitoring);
+/// Picking an upstream target, against building the pingora peer every
+/// request already built before there was a choice to make.
+fn balancing(c: &mut Criterion) {
+    use portcullis::balance::{Balancer, BalancerSpec, Ejection, Name};
+    use portcullis::config::model::BalanceSpec;
+    let addr = |i: u16| std::net::SocketAddr::from(([10, 0, 0, 1], 8000 + i));
+    let balancer = |balance, n: u16| {
+        Balancer::new(BalancerSpec {
+            upstream: "orders".into(),
+            names: (0..n).map(|i| Name::Address(addr(i))).collect(),
+            balance,
+            ejection: Ejection {
+                after_failures: 5,
+                duration: Duration::from_secs(30),
+            },
+            resolve_every: Duration::from_secs(10),
+            probe: None,
+        })
+        .unwrap()
+    };
+    let mut g = c.benchmark_group("balance");
+    g.bench_function("baseline_peer_only", |b| {
+        b.iter(|| {
+            std::hint::black_box(pingora::upstreams::peer::HttpPeer::new(
+                addr(0),
+                false,
+                String::new(),
+            ))
+        })
+    });
+    for (name, balance, n) in [
+        ("round_robin_1", BalanceSpec::RoundRobin, 1),
+        ("round_robin_8", BalanceSpec::RoundRobin, 8),
+        ("least_connections_8", BalanceSpec::LeastConnections, 8),
+        ("partner_hash_8", BalanceSpec::PartnerHash, 8),
+    ] {
+        let lb = balancer(balance, n);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let pick = lb.pick(std::hint::black_box("acme"), &[]).unwrap();
+                std::hint::black_box(pingora::upstreams::peer::HttpPeer::new(
+                    pick.lease.target_addr(),
+                    false,
+                    String::new(),
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, keys, routing, monitoring, balancing);
 criterion_main!(benches);

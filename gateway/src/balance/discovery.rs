@@ -23,14 +23,14 @@ pub(crate) const MAX_TARGETS: usize = 64;
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Name {
+pub enum Name {
     Address(SocketAddr),
     Host { host: String, port: u16 },
 }
 
 impl Name {
     /// `host:port`, `a.b.c.d:port` or `[v6]:port`.
-    pub(crate) fn parse(text: &str) -> Result<Name, String> {
+    pub fn parse(text: &str) -> Result<Name, String> {
         if let Ok(addr) = text.parse::<SocketAddr>() {
             return Ok(Name::Address(addr));
         }

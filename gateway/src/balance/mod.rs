@@ -31,9 +31,10 @@ use pingora::lb::selection::{Consistent, RoundRobin};
 use pingora::lb::{Backend, Backends, LoadBalancer};
 
 use crate::config::model::BalanceSpec;
-pub(crate) use discovery::{Discovery, Name, MAX_TARGETS};
+pub use discovery::Name;
+pub(crate) use discovery::{Discovery, MAX_TARGETS};
 pub(crate) use health::{probe, ProbeTarget};
-pub(crate) use target::Ejection;
+pub use target::Ejection;
 pub use target::TargetLease;
 use target::{clock, Target};
 
@@ -114,24 +115,24 @@ impl std::fmt::Debug for Balancer {
 
 /// What a request got: a target, and whether it was picked although no
 /// target was known to be up (every one failing or ejected).
-pub(crate) struct Pick {
-    pub(crate) lease: TargetLease,
-    pub(crate) degraded: bool,
+pub struct Pick {
+    pub lease: TargetLease,
+    pub degraded: bool,
 }
 
-pub(crate) struct BalancerSpec {
-    pub(crate) upstream: String,
-    pub(crate) names: Vec<Name>,
-    pub(crate) balance: BalanceSpec,
-    pub(crate) ejection: Ejection,
-    pub(crate) resolve_every: Duration,
-    pub(crate) probe: Option<(Box<dyn HealthCheck + Send + Sync>, Duration)>,
+pub struct BalancerSpec {
+    pub upstream: String,
+    pub names: Vec<Name>,
+    pub balance: BalanceSpec,
+    pub ejection: Ejection,
+    pub resolve_every: Duration,
+    pub probe: Option<(Box<dyn HealthCheck + Send + Sync>, Duration)>,
 }
 
 impl Balancer {
     /// Resolves the names and builds the selector, without a runtime (the
     /// plan also compiles in `portcullis check`).
-    pub(crate) fn new(spec: BalancerSpec) -> Result<Balancer, String> {
+    pub fn new(spec: BalancerSpec) -> Result<Balancer, String> {
         let targets = Arc::new(TargetSet::default());
         let discovery = Discovery::new(&spec.upstream, spec.names, targets.clone())?;
         let resolve_every = discovery.has_names().then_some(spec.resolve_every);
@@ -177,9 +178,11 @@ impl Balancer {
     /// are up, not ejected and not yet tried by this request; when none is
     /// up, any untried one (a request that might succeed beats a certain
     /// refusal); `None` once every target was tried.
-    pub(crate) fn pick(&self, partner: &str, tried: &[SocketAddr]) -> Option<Pick> {
-        let now = clock();
+    pub fn pick(&self, partner: &str, tried: &[SocketAddr]) -> Option<Pick> {
         let targets = self.targets.read();
+        if let Some(pick) = self.only_target(&targets, tried) {
+            return pick;
+        }
         let untried = |b: &Backend| b.addr.as_inet().is_some_and(|a| !tried.contains(a));
         let usable = |b: &Backend, ready: bool| {
             ready
@@ -187,7 +190,7 @@ impl Balancer {
                 && b.addr
                     .as_inet()
                     .and_then(|a| targets.get(a))
-                    .is_some_and(|t| !t.ejected(now))
+                    .is_some_and(|t| !t.ejected())
         };
         let chosen = match &self.order {
             Order::RoundRobin(lb) => lb.select_with(b"", MAX_SCAN, usable),
@@ -228,6 +231,29 @@ impl Balancer {
             lease: TargetLease::new(target),
             degraded,
         })
+    }
+
+    /// Most upstreams have one target: nothing to choose, so no selector.
+    /// `None` when there are several.
+    fn only_target(
+        &self,
+        targets: &HashMap<SocketAddr, Arc<Target>>,
+        tried: &[SocketAddr],
+    ) -> Option<Option<Pick>> {
+        let members = self.backends().get_backend();
+        if members.len() != 1 {
+            return None;
+        }
+        let only = members.iter().next()?;
+        let target = only
+            .addr
+            .as_inet()
+            .filter(|a| !tried.contains(a))
+            .and_then(|a| targets.get(a));
+        Some(target.map(|t| Pick {
+            degraded: !self.backends().ready(only) || t.ejected(),
+            lease: TargetLease::new(t.clone()),
+        }))
     }
 
     /// Whether a request that has tried these targets could try another.
@@ -282,8 +308,7 @@ impl Balancer {
                         tracing::warn!(target: "portcullis::upstream", upstream = %self.upstream, error = %e, "target update failed");
                     }
                     for gone in self.targets.retain(&self.addresses()) {
-                        let labels = [self.upstream.as_str(), gone.label.as_str()];
-                        let _ = stats.targets.up.remove_label_values(&labels);
+                        stats.targets.remove(&self.upstream, &gone.label);
                     }
                 }
                 _ = async { match check.as_mut() { Some(t) => t.tick().await, None => std::future::pending().await } } => {
@@ -303,13 +328,12 @@ impl Balancer {
 
     /// Sets `upstream_target_up` for every current target.
     pub(crate) fn report(&self, stats: &TargetStats) {
-        let now = clock();
         let backends = self.backends();
         for b in backends.get_backend().iter() {
             let Some(target) = b.addr.as_inet().and_then(|a| self.targets.get(a)) else {
                 continue;
             };
-            let up = backends.ready(b) && !target.ejected(now);
+            let up = backends.ready(b) && !target.ejected();
             stats
                 .up
                 .with_label_values(&[self.upstream.as_str(), target.label.as_str()])
@@ -387,6 +411,20 @@ mod tests {
         seen.truncate(3);
         seen.sort();
         assert_eq!(seen, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_single_target_is_used_even_when_ejected_but_never_twice_by_one_request() {
+        let b = balancer(BalanceSpec::RoundRobin, &[1], 1);
+        let stats = stats();
+        let pick = b.pick("acme", &[]).unwrap_or_else(|| panic!("no pick"));
+        assert!(!pick.degraded);
+        b.failed(&pick.lease, "connect", &stats);
+        let again = b.pick("acme", &[]).unwrap_or_else(|| panic!("no pick"));
+        assert_eq!(again.lease.target.addr, addr(1));
+        assert!(again.degraded, "picked although ejected");
+        assert!(b.pick("acme", &[addr(1)]).is_none());
+        assert!(!b.can_retry(&[addr(1)]));
     }
 
     #[test]

@@ -13,7 +13,22 @@ pub struct TargetStats {
     pub no_healthy_target: IntCounterVec,
 }
 
+/// The `kind` label values of `upstream_target_failures_total`.
+pub const FAILURE_KINDS: [&str; 4] = ["connect", "timeout", "broken", "status_5xx"];
+
 impl TargetStats {
+    /// Drops every series of a target that is gone, so addresses that come
+    /// and go (pods replaced) do not pile up series without end.
+    pub fn remove(&self, upstream: &str, target: &str) {
+        let labels = [upstream, target];
+        let _ = self.requests.remove_label_values(&labels);
+        let _ = self.ejections.remove_label_values(&labels);
+        let _ = self.up.remove_label_values(&labels);
+        for kind in FAILURE_KINDS {
+            let _ = self.failures.remove_label_values(&[upstream, target, kind]);
+        }
+    }
+
     pub fn new() -> Result<TargetStats, prometheus::Error> {
         Ok(TargetStats {
             requests: IntCounterVec::new(

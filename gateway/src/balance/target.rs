@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 /// When live traffic takes a target out, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ejection {
+pub struct Ejection {
     /// Consecutive failures that eject; 0 never ejects.
-    pub(crate) after_failures: u32,
-    pub(crate) duration: Duration,
+    pub after_failures: u32,
+    pub duration: Duration,
 }
 
 #[derive(Debug)]
@@ -54,7 +54,14 @@ impl Target {
         self.inflight.load(Relaxed)
     }
 
-    pub(crate) fn ejected(&self, now: u64) -> bool {
+    /// Reads the clock only for a target that was ever ejected, so the
+    /// common case costs one atomic load.
+    pub(crate) fn ejected(&self) -> bool {
+        let until = self.ejected_until.load(Relaxed);
+        until != 0 && self.ejected_at(clock())
+    }
+
+    fn ejected_at(&self, now: u64) -> bool {
         now < self.ejected_until.load(Relaxed)
     }
 
@@ -97,6 +104,11 @@ pub struct TargetLease {
 }
 
 impl TargetLease {
+    /// The address this request is sent to.
+    pub fn target_addr(&self) -> SocketAddr {
+        self.target.addr
+    }
+
     pub(crate) fn new(target: Arc<Target>) -> TargetLease {
         target.inflight.fetch_add(1, Relaxed);
         TargetLease { target }
@@ -128,9 +140,9 @@ mod tests {
         assert!(!t.failed(THREE, 1000));
         assert!(!t.failed(THREE, 1000));
         assert!(t.failed(THREE, 1000), "the third failure ejects");
-        assert!(t.ejected(1000));
-        assert!(t.ejected(30_999));
-        assert!(!t.ejected(31_000), "back once the duration has passed");
+        assert!(t.ejected_at(1000));
+        assert!(t.ejected_at(30_999));
+        assert!(!t.ejected_at(31_000), "back once the duration has passed");
     }
 
     #[test]
@@ -140,7 +152,7 @@ mod tests {
         t.failed(THREE, 1);
         t.succeeded();
         assert!(!t.failed(THREE, 1));
-        assert!(!t.ejected(1));
+        assert!(!t.ejected_at(1));
     }
 
     #[test]
@@ -153,7 +165,7 @@ mod tests {
         for _ in 0..100 {
             assert!(!t.failed(off, 1));
         }
-        assert!(!t.ejected(1));
+        assert!(!t.ejected_at(1));
     }
 
     #[test]

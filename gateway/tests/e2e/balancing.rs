@@ -190,6 +190,19 @@ async fn a_dead_target_is_retried_around_then_ejected() {
         2.0,
         "the ejected target is left alone"
     );
+
+    // What a partner's curl sees, over HTTP/1.1 and HTTP/2: answers, nothing else.
+    let key = format!("x-api-key: {}", gw.key("acme"));
+    for version in ["--http1.1", "--http2"] {
+        let (code, out, err) =
+            crate::one_meaning::curl(&gw, &[version, "-H", &key], "/partners/acme/orders");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.ends_with("200 1.1") || out.ends_with("200 2"),
+            "{version}: {out}"
+        );
+    }
+    assert_eq!(b.requests(), 16);
 }
 
 /// GETs sent back to back by `workers` tasks until `stop`, each answer
@@ -515,6 +528,18 @@ async fn a_name_is_resolved_again_and_traffic_follows_its_new_address() {
     }
     assert_eq!(old.requests(), settled, "the old address gets nothing more");
     assert!(gw.logs().contains("target addresses changed"));
+    // The address that went away takes its series with it.
+    let old_label = format!("target=\"{}\"", old.addr);
+    eventually(
+        "the old target's series gone",
+        Duration::from_secs(5),
+        || async {
+            let text = gw.metrics().await;
+            (!text.contains(&old_label) && text.contains(&format!("target=\"127.0.0.2:{port}\"")))
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -630,7 +630,7 @@ async fn http2_prefaces_and_header_blocks_are_due_within_the_header_timeout() {
 }
 
 /// Runs Debian's curl against the gateway: (exit code, body, status, version).
-fn curl(gw: &Gateway, args: &[&str], path: &str) -> (i32, String, String) {
+pub(crate) fn curl(gw: &Gateway, args: &[&str], path: &str) -> (i32, String, String) {
     let ca = gw.path("test-ca.pem");
     if !ca.exists() {
         std::fs::write(&ca, &gw.pki.ca_pem).unwrap();
