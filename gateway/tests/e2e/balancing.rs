@@ -355,6 +355,19 @@ async fn with_no_target_reachable_the_request_is_refused_and_nothing_leaks() {
         1.0,
         "tried each target once"
     );
+    // The same refusal as curl shows it, over HTTP/1.1 and HTTP/2.
+    let key = format!("x-api-key: {}", gw.key("acme"));
+    for version in ["--http1.1", "--http2"] {
+        let (code, out, err) =
+            crate::one_meaning::curl(&gw, &[version, "-H", &key], "/partners/acme/orders");
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.ends_with("502 1.1") || out.ends_with("502 2"),
+            "{version}: {out}"
+        );
+        assert!(out.contains("\"code\":\"upstream_unavailable\""), "{out}");
+        assert!(!out.contains("127.0.0.1"), "target address leaked: {out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
