@@ -160,6 +160,7 @@ fn monitoring(c: &mut Criterion) {
         peer_ip: None,
         tls_version: Some("TLSv1.3".into()),
         tls_cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
+        object: None,
     };
     let mut group = c.benchmark_group("monitoring");
     let mut chain = Chain::new(None);

@@ -20,6 +20,7 @@ pub mod config;
 pub mod keys;
 pub mod limits;
 pub mod monitor;
+pub mod ownership;
 pub mod plan;
 pub mod proxy;
 pub mod server;

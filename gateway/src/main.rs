@@ -48,6 +48,14 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Manage the ownership index (who owns which object, for routes with `resource:`).
+    Owners {
+        /// The gateway file (required; accepted before or after the action).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: OwnersAction,
+    },
     /// Print the JSON Schema of the gateway file or of policy files (for editors;
     /// the same schemas ship in schemas/portcullis/).
     ConfigSchema {
@@ -169,6 +177,108 @@ enum KeysAction {
     Suspended,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OwnersFormat {
+    Json,
+    Csv,
+}
+
+impl From<OwnersFormat> for portcullis::cli::owners::Format {
+    fn from(f: OwnersFormat) -> Self {
+        match f {
+            OwnersFormat::Json => Self::Json,
+            OwnersFormat::Csv => Self::Csv,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum OwnersAction {
+    /// Bulk import from the legacy database's export: a JSON array, JSON
+    /// lines, or CSV with a header row. One bad record refuses the whole file.
+    Import {
+        /// The export; `-` reads standard input.
+        file: PathBuf,
+        /// Default: from the extension (.csv, .json, .jsonl), else from the content.
+        #[arg(long, value_enum)]
+        format: Option<OwnersFormat>,
+        /// The kind of records that have no kind field (`order`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// The field or column holding the object id.
+        #[arg(long, default_value = "id")]
+        id_field: String,
+        /// The field or column holding the owning partner.
+        #[arg(long, default_value = "partner")]
+        partner_field: String,
+        /// The field or column holding the kind.
+        #[arg(long, default_value = "kind")]
+        kind_field: String,
+    },
+    /// Print the index (JSON lines or CSV, both importable).
+    Export {
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long)]
+        partner: Option<String>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: OwnersFormat,
+    },
+    /// Print an object's owner.
+    Show { kind: String, id: String },
+    /// Give an object to another partner; the old owner is refused once this returns.
+    Transfer {
+        kind: String,
+        id: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Remove an object from the index: requests naming it are refused (or
+    /// pre-flighted) until it is learnt again.
+    Forget { kind: String, id: String },
+}
+
+impl From<OwnersAction> for portcullis::cli::owners::OwnersCommand {
+    fn from(a: OwnersAction) -> Self {
+        use portcullis::cli::owners::{Fields, OwnersCommand as O};
+        match a {
+            OwnersAction::Import {
+                file,
+                format,
+                kind,
+                id_field,
+                partner_field,
+                kind_field,
+            } => O::Import {
+                file,
+                format: format.map(Into::into),
+                fields: Fields {
+                    id: id_field,
+                    partner: partner_field,
+                    kind: kind_field,
+                    default_kind: kind,
+                },
+            },
+            OwnersAction::Export {
+                kind,
+                partner,
+                format,
+            } => O::Export {
+                kind,
+                partner,
+                format: format.into(),
+            },
+            OwnersAction::Show { kind, id } => O::Show { kind, id },
+            OwnersAction::Transfer { kind, id, to } => O::Transfer {
+                kind,
+                id,
+                partner: to,
+            },
+            OwnersAction::Forget { kind, id } => O::Forget { kind, id },
+        }
+    }
+}
+
 impl From<KeysAction> for portcullis::cli::keys::KeysCommand {
     fn from(a: KeysAction) -> Self {
         use portcullis::cli::keys::KeysCommand as K;
@@ -251,6 +361,10 @@ fn main() -> ExitCode {
         Command::Keys { config, action } => match config {
             Some(config) => portcullis::cli::keys::run(&config, action.into()),
             None => Err("keys: --config FILE is required".to_string()),
+        },
+        Command::Owners { config, action } => match config {
+            Some(config) => portcullis::cli::owners::run(&config, action.into()),
+            None => Err("owners: --config FILE is required".to_string()),
         },
         Command::ConfigSchema { of } => {
             print!(

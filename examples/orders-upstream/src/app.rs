@@ -14,6 +14,7 @@ use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::legacy::{LegacyOrder, LegacyStore, NewLegacyOrder, OrderChange};
 use crate::orders::{NewOrder, Order, Store};
 use crate::recorder::{RecordedRequest, Recorder};
 
@@ -29,6 +30,7 @@ const X_INTERNAL_TRACE_ID: HeaderName = HeaderName::from_static("x-internal-trac
 struct AppState {
     recorder: Recorder,
     store: Store,
+    legacy: LegacyStore,
     next_trace: AtomicU64,
     options: crate::Options,
 }
@@ -37,6 +39,7 @@ pub(crate) fn router(recorder: Recorder, options: crate::Options) -> Router {
     let state = AppState {
         recorder,
         store: Store::default(),
+        legacy: LegacyStore::default(),
         next_trace: AtomicU64::new(1),
         options,
     };
@@ -106,6 +109,8 @@ enum Endpoint<'a> {
     Orders { partner: &'a str },
     Order { partner: &'a str, id: &'a str },
     Explode { partner: &'a str, id: &'a str },
+    LegacyOrders,
+    LegacyOrder { id: &'a str },
 }
 
 impl<'a> Endpoint<'a> {
@@ -122,6 +127,8 @@ impl<'a> Endpoint<'a> {
             ["partners", partner, "orders", id] if !partner.is_empty() && !id.is_empty() => {
                 Self::Order { partner, id }
             }
+            ["orders"] => Self::LegacyOrders,
+            ["orders", id] if !id.is_empty() => Self::LegacyOrder { id },
             ["partners", partner, "orders", id, "explode"]
                 if !partner.is_empty() && !id.is_empty() =>
             {
@@ -136,9 +143,15 @@ impl<'a> Endpoint<'a> {
     fn allow(&self) -> Option<&'static str> {
         match self {
             Self::Echo | Self::Reply => None,
-            Self::Orders { .. } => Some("GET, HEAD, POST"),
+            Self::Orders { .. } | Self::LegacyOrders => Some("GET, HEAD, POST"),
+            Self::LegacyOrder { .. } => Some("GET, HEAD, PUT, DELETE"),
             _ => Some("GET, HEAD"),
         }
+    }
+
+    fn accepts(&self, method: &Method) -> bool {
+        self.allow()
+            .is_none_or(|allow| allow.split(", ").any(|m| m == method.as_str()))
     }
 }
 
@@ -155,11 +168,8 @@ async fn route(state: &AppState, parts: &Parts, body: Bytes, trace_id: &str) -> 
     };
     let method = &parts.method;
     let is_post = method == Method::POST;
-    if let Some(allow) = endpoint.allow() {
-        let is_read = method == Method::GET || method == Method::HEAD;
-        if !(is_read || (is_post && matches!(endpoint, Endpoint::Orders { .. }))) {
-            return method_not_allowed(allow);
-        }
+    if let (false, Some(allow)) = (endpoint.accepts(method), endpoint.allow()) {
+        return method_not_allowed(allow);
     }
 
     match endpoint {
@@ -182,7 +192,76 @@ async fn route(state: &AppState, parts: &Parts, body: Bytes, trace_id: &str) -> 
             None => error(StatusCode::NOT_FOUND, "order not found"),
         },
         Endpoint::Explode { partner, id } => explode(partner, id, trace_id),
+        Endpoint::LegacyOrders if is_post => legacy_create(state, parts, &body),
+        Endpoint::LegacyOrders => legacy_list(state, &parts.uri),
+        Endpoint::LegacyOrder { id } => legacy_order(state, method, id, &body),
     }
+}
+
+#[derive(Serialize)]
+struct LegacyList {
+    orders: Vec<LegacyOrder>,
+}
+
+#[derive(Deserialize)]
+struct LegacyListQuery {
+    #[serde(default)]
+    status: Option<String>,
+}
+
+fn legacy_list(state: &AppState, uri: &http::Uri) -> Response {
+    match Query::<LegacyListQuery>::try_from_uri(uri) {
+        Ok(Query(q)) => Json(LegacyList {
+            orders: state.legacy.list(q.status.as_deref()),
+        })
+        .into_response(),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.body_text()),
+    }
+}
+
+/// The owner is whoever the gateway says is calling; without a gateway in
+/// front, anyone can claim to be anyone, which is what makes it legacy.
+fn legacy_create(state: &AppState, parts: &Parts, body: &[u8]) -> Response {
+    let Some(partner) = parts
+        .headers
+        .get("x-partner-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| !p.is_empty())
+    else {
+        return error(StatusCode::BAD_REQUEST, "x-partner-id is required");
+    };
+    match serde_json::from_slice::<NewLegacyOrder>(body) {
+        Ok(new) => {
+            let order = state.legacy.create(partner, new);
+            let location = format!("/orders/{}", order.id);
+            (StatusCode::CREATED, [(LOCATION, location)], Json(order)).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, format!("bad order: {e}")),
+    }
+}
+
+fn legacy_order(state: &AppState, method: &Method, id: &str, body: &[u8]) -> Response {
+    let missing = || error(StatusCode::NOT_FOUND, "order not found");
+    if method == Method::DELETE {
+        return if state.legacy.delete(id) {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            missing()
+        };
+    }
+    if method == Method::PUT {
+        return match serde_json::from_slice::<OrderChange>(body) {
+            Ok(change) => state
+                .legacy
+                .change(id, change)
+                .map_or_else(missing, |o| Json(o).into_response()),
+            Err(e) => error(StatusCode::BAD_REQUEST, format!("bad change: {e}")),
+        };
+    }
+    state
+        .legacy
+        .get(id)
+        .map_or_else(missing, |o| Json(o).into_response())
 }
 
 fn create(state: &AppState, partner: &str, body: &[u8]) -> Response {

@@ -5,6 +5,19 @@
 //! leak stack traces, SQL and internal hostnames. The Portcullis demo and end-to-end tests
 //! put the gateway in front of it.
 //!
+//! Beside it, a second API shaped like a backend that never knew about
+//! partners (opaque ids, no partner in any URL, nothing checks whose order
+//! it is), for the gateway's object-level isolation:
+//!
+//! - `GET /orders[?status=S]`: `{"orders": [...]}` with every partner's orders
+//!   (`id`, `partner`, `sku`, `quantity`, `status`, `internal_cost_cents`),
+//!   seeded with three each for acme, globex and initech, interleaved.
+//! - `POST /orders` `{"sku", "quantity"}`: 201 with the order, owned by the
+//!   partner named in the `x-partner-id` request header (400 without one).
+//! - `GET|PUT|DELETE /orders/{id}`: the order, changed (`sku`, `quantity`,
+//!   `status`; anything else is ignored) or deleted (204), whoever asks;
+//!   404 `{"error": "order not found"}` for an id that does not exist.
+//!
 //! Besides the orders API (see [`OPENAPI_YAML`]) it serves test helpers that are
 //! deliberately left out of the OpenAPI document:
 //!
@@ -28,11 +41,18 @@ use tokio::task::JoinHandle;
 
 mod app;
 mod assertion;
+mod legacy;
 mod orders;
 mod recorder;
 
 pub use assertion::AssertionCheck;
 pub use recorder::{RecordedRequest, Recorder};
+
+/// The id of `partner`'s `n`-th seeded order in the legacy API (`/orders/{id}`),
+/// or `None` when it seeds no such order.
+pub fn seeded_legacy_order(partner: &str, n: usize) -> Option<String> {
+    legacy::seeded_id(partner, n)
+}
 
 /// The OpenAPI 3.0 document of the orders API.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");

@@ -74,7 +74,7 @@ pub(crate) fn problem_response(reject: Reject) -> ApiResponse {
     }
 }
 
-fn json(status: StatusCode, value: serde_json::Value) -> ApiResponse {
+pub(crate) fn json(status: StatusCode, value: serde_json::Value) -> ApiResponse {
     ApiResponse {
         status,
         content_type: "application/json",
@@ -125,6 +125,17 @@ impl KeysApi {
         self
     }
 
+    /// Whether the request carries the admin token; the refusal otherwise.
+    pub fn authorize(&self, authorization: Option<&[u8]>) -> Result<(), ApiResponse> {
+        let Some(token) = &self.token else {
+            return Err(problem_response(problem::ADMIN_API_DISABLED));
+        };
+        if !token.accepts(authorization) {
+            return Err(problem_response(problem::ADMIN_UNAUTHORIZED));
+        }
+        Ok(())
+    }
+
     pub async fn handle(
         &self,
         method: &http::Method,
@@ -133,11 +144,8 @@ impl KeysApi {
         authorization: Option<&[u8]>,
         body: &[u8],
     ) -> ApiResponse {
-        let Some(token) = &self.token else {
-            return problem_response(problem::ADMIN_API_DISABLED);
-        };
-        if !token.accepts(authorization) {
-            return problem_response(problem::ADMIN_UNAUTHORIZED);
+        if let Err(refused) = self.authorize(authorization) {
+            return refused;
         }
         if let Some(rest) = path.strip_prefix(PARTNERS_PREFIX) {
             return self.partners(method, rest).await;

@@ -4,6 +4,7 @@
 
 pub mod keys;
 pub mod metrics_listener;
+pub mod owners;
 pub mod ready;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use pingora::protocols::http::ServerSession;
 
 use crate::admin::keys::{problem_response, ApiResponse, KeysApi};
 use crate::admin::ready::Readiness;
+use crate::ownership::service::OwnershipIndex;
 use crate::server::reload::Live;
 use crate::stage::problem;
 
@@ -25,14 +27,21 @@ pub struct AdminApp {
     live: Arc<Live>,
     keys: KeysApi,
     readiness: Readiness,
+    owners: Option<Arc<OwnershipIndex>>,
 }
 
 impl AdminApp {
-    pub fn new(live: Arc<Live>, keys: KeysApi, readiness: Readiness) -> Self {
+    pub fn new(
+        live: Arc<Live>,
+        keys: KeysApi,
+        readiness: Readiness,
+        owners: Option<Arc<OwnershipIndex>>,
+    ) -> Self {
         AdminApp {
             live,
             keys,
             readiness,
+            owners,
         }
     }
 
@@ -67,11 +76,11 @@ impl AdminApp {
     }
 }
 
-async fn read_body(session: &mut ServerSession) -> Option<Vec<u8>> {
+async fn read_body(session: &mut ServerSession, limit: usize) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await.ok()? {
         body.extend_from_slice(&chunk);
-        if body.len() > MAX_BODY {
+        if body.len() > limit {
             return None;
         }
     }
@@ -95,7 +104,7 @@ impl ServeHttp for AdminApp {
                 .headers
                 .get(http::header::AUTHORIZATION)
                 .map(|v| v.as_bytes().to_vec());
-            match read_body(session).await {
+            match read_body(session, MAX_BODY).await {
                 Some(body) => {
                     self.keys
                         .handle(
@@ -108,6 +117,29 @@ impl ServeHttp for AdminApp {
                         .await
                 }
                 None => problem_response(problem::BAD_REQUEST),
+            }
+        } else if path == owners::PREFIX || path.starts_with("/v1/owners/") {
+            let query = session.req_header().uri.query().map(str::to_string);
+            let authorization = session
+                .req_header()
+                .headers
+                .get(http::header::AUTHORIZATION)
+                .map(|v| v.as_bytes().to_vec());
+            match self.keys.authorize(authorization.as_deref()) {
+                Err(refused) => refused,
+                Ok(()) => match read_body(session, owners::MAX_IMPORT_BODY).await {
+                    Some(body) => {
+                        owners::handle(
+                            self.owners.as_ref(),
+                            &method,
+                            &path,
+                            query.as_deref(),
+                            &body,
+                        )
+                        .await
+                    }
+                    None => problem_response(problem::BAD_REQUEST),
+                },
             }
         } else {
             self.observe(&method, &path)

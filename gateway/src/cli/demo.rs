@@ -118,6 +118,34 @@ fn policy_yaml(upstream: SocketAddr) -> String {
     )
 }
 
+/// The example's legacy API (`/orders/{id}`, no partner in any URL) with
+/// object-level isolation: the same as `policies/legacy-orders.yaml`, with
+/// the schemas inline.
+fn legacy_policy_yaml() -> String {
+    let sku = "{type: string, pattern: '^[A-Z0-9-]{3,32}$'}";
+    let quantity = "{type: integer, minimum: 1, maximum: 1000}";
+    format!(
+        "# Written by `portcullis demo`: the example's legacy API, whose URLs name an order and not a partner.\n\
+         resources:\n  order:\n    id: /id\n    owner: /partner\n\
+         routes:\n\
+         \x20 - name: legacy-list-orders\n    methods: [GET]\n    path: /orders\n    upstream: orders\n    scopes: [orders:read]\n\
+         \x20   resource: {{kind: order, action: list, rows: /orders/*, others: drop}}\n\
+         \x20   response:\n      deny: [/orders/*/internal_cost_cents]\n\
+         \x20 - name: legacy-create-order\n    methods: [POST]\n    path: /orders\n    upstream: orders\n    scopes: [orders:write]\n\
+         \x20   resource: {{kind: order, action: create}}\n    response:\n      deny: [/internal_cost_cents]\n\
+         \x20   validate:\n      body:\n        type: object\n        additionalProperties: false\n        required: [sku, quantity]\n\
+         \x20       properties:\n          sku: {sku}\n          quantity: {quantity}\n\
+         \x20 - name: legacy-get-order\n    methods: [GET]\n    path: /orders/{{id}}\n    upstream: orders\n    scopes: [orders:read]\n\
+         \x20   resource: {{kind: order, action: read, unknown: preflight}}\n    response:\n      deny: [/internal_cost_cents]\n\
+         \x20 - name: legacy-change-order\n    methods: [PUT]\n    path: /orders/{{id}}\n    upstream: orders\n    scopes: [orders:write]\n\
+         \x20   resource: {{kind: order, action: change, unknown: preflight, preflight: '/orders/{{id}}'}}\n    response:\n      deny: [/internal_cost_cents]\n\
+         \x20   validate:\n      body:\n        type: object\n        additionalProperties: false\n        minProperties: 1\n\
+         \x20       properties:\n          sku: {sku}\n          quantity: {quantity}\n          status: {{enum: [open, shipped, cancelled]}}\n\
+         \x20 - name: legacy-delete-order\n    methods: [DELETE]\n    path: /orders/{{id}}\n    upstream: orders\n    scopes: [orders:write]\n\
+         \x20   resource: {{kind: order, action: delete, unknown: preflight, preflight: '/orders/{{id}}'}}\n"
+    )
+}
+
 /// Starts the example upstream on its own runtime thread (the gateway's
 /// runtime belongs to pingora) and returns its address.
 /// The upstream verifies the gateway's assertions with the public key,
@@ -167,6 +195,8 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
     let base = format!("https://localhost:{}", opts.https.port());
     let c = format!("curl -sS --cacert {}", ca.display());
     let acme = keys.first().map_or("", |(_, k)| k.as_str());
+    let globex_order =
+        portcullis_example_upstream::seeded_legacy_order("globex", 0).unwrap_or_default();
     let globex = keys.get(1).map_or("", |(_, k)| k.as_str());
     println!(
         "\nPortcullis demo is running.\n\
@@ -195,6 +225,11 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders/acme-1001/explode   # 500 upstream_failed, stack trace withheld\
          \n  {c} -i -H 'X-API-Key: {acme}' --path-as-is {base}/partners/acme/../../../etc/passwd   # 400 ambiguous_path\
          \n  curl -sS -i --tlsv1.1 --tls-max 1.1 --cacert {ca} {base}/   # refused: TLS 1.2+ only\
+         \n\n  # a legacy API whose URLs name no partner: /orders lists every partner's orders, /orders/{{id}} serves anyone\
+         \n  {c} -H 'X-API-Key: {acme}' {base}/orders   # only acme's rows, the others dropped\
+         \n  {c} -i -H 'X-API-Key: {acme}' -X DELETE {base}/orders/{globex_order}   # 404 object_not_found: globex's order, never forwarded\
+         \n  {c} -H 'X-API-Key: {globex}' {base}/orders/{globex_order}   # still there for its owner\
+         \n  # operators: portcullis owners show|import|export|transfer --config {config}\
          \n\n  # acme regenerates its own key; the old one is refused from then on\
          \n  {c} -X POST -H 'X-API-Key: {acme}' {base}/.portcullis/v1/keys/rotate\
          \n  # operators: portcullis keys list|create|rotate|revoke --config {config}\
@@ -256,6 +291,10 @@ pub fn run(opts: DemoOptions) -> Result<(), String> {
     write_public(
         &opts.dir.join("policies").join("orders.yaml"),
         &policy_yaml(upstream),
+    )?;
+    write_public(
+        &opts.dir.join("policies").join("legacy-orders.yaml"),
+        &legacy_policy_yaml(),
     )?;
     let keys = issue_demo_keys(&opts.dir)?;
     print_banner(&opts, upstream, &keys);

@@ -128,7 +128,7 @@ const MAX_ADMIN_ANSWER: usize = 16 << 20;
 /// One HTTP/1.1 exchange with the admin listener (plain, loopback),
 /// through pingora's own client: the same request writer and response
 /// parser (chunked or sized bodies) the gateway uses for upstreams.
-async fn admin_call(
+pub(crate) async fn admin_call(
     settings: &GatewayFile,
     method: &str,
     path: &str,

@@ -5,3 +5,4 @@ pub mod audit;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod keys;
+pub mod owners;

@@ -89,6 +89,9 @@ pub struct Verifier {
     pepper: Pepper,
     store: Arc<dyn KeyStore>,
     cache: Cache<KeyHash, Cached>,
+    /// Other caches that must empty with this one (the ownership index's):
+    /// the node agent flushes them all when it applies a change epoch.
+    also_flush: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
     negative_ttl: Duration,
     node: NodeState,
     stats: Option<KeyStats>,
@@ -125,6 +128,7 @@ impl Verifier {
             pepper,
             store,
             cache: Cache::new(cache_entries.max(1)),
+            also_flush: std::sync::Mutex::new(Vec::new()),
             negative_ttl,
             node,
             stats: None,
@@ -192,6 +196,18 @@ impl Verifier {
     /// Empties the cache (a change this node cannot pin down happened).
     pub fn flush(&self) {
         self.cache.clear();
+        if let Ok(others) = self.also_flush.lock() {
+            for flush in others.iter() {
+                flush();
+            }
+        }
+    }
+
+    /// Registers another cache that trusts this node's lease and epochs.
+    pub fn on_flush(&self, flush: impl Fn() + Send + Sync + 'static) {
+        if let Ok(mut others) = self.also_flush.lock() {
+            others.push(Box::new(flush));
+        }
     }
 
     /// Verifies a presented key for a client (its address, for the limit

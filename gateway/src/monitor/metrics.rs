@@ -45,6 +45,7 @@ pub struct Metrics {
     pub anomaly: AnomalyStats,
     pub audit: AuditStats,
     pub targets: TargetStats,
+    pub ownership: crate::ownership::service::OwnershipStats,
 }
 
 /// Route label for requests that matched no route.
@@ -213,6 +214,13 @@ impl Metrics {
         register(&registry, &mut names, targets.up.clone())?;
         register(&registry, &mut names, targets.retries.clone())?;
         register(&registry, &mut names, targets.no_healthy_target.clone())?;
+        let ownership = crate::ownership::service::OwnershipStats::new()?;
+        register(&registry, &mut names, ownership.entries.clone())?;
+        register(&registry, &mut names, ownership.lookups.clone())?;
+        register(&registry, &mut names, ownership.learned.clone())?;
+        register(&registry, &mut names, ownership.preflights.clone())?;
+        register(&registry, &mut names, ownership.refusals.clone())?;
+        register(&registry, &mut names, ownership.rows_dropped.clone())?;
         Ok(Metrics {
             registry,
             process,
@@ -236,6 +244,7 @@ impl Metrics {
             anomaly,
             audit,
             targets,
+            ownership,
         })
     }
 

@@ -6,6 +6,7 @@
 
 mod openapi;
 mod partners;
+mod resources;
 mod routes;
 mod upstreams;
 mod validation;
@@ -113,6 +114,8 @@ pub struct Route {
     pub(crate) cache_control: HeaderValue,
     /// Requests per partner on this route.
     pub(crate) rate_limit: Option<crate::limits::Rate>,
+    /// The owned object this route touches.
+    pub(crate) object: Option<crate::stage::own::ObjectRule>,
 }
 
 /// A route's field filter, and the variants some partners get instead.
@@ -131,7 +134,9 @@ impl Fields {
 impl Route {
     /// Whether the upstream's answer is held back until checked whole.
     pub fn holds_response(&self) -> bool {
-        self.response_bind.is_some() || self.fields.is_some()
+        self.response_bind.is_some()
+            || self.fields.is_some()
+            || self.object.as_ref().is_some_and(|o| o.holds_response())
     }
 
     /// Whether the gateway must hold the request body, or the response,
@@ -139,6 +144,7 @@ impl Route {
     /// their body passed, and answered only once the response did.
     pub fn buffers(&self) -> bool {
         self.binding.needs_body()
+            || self.object.as_ref().is_some_and(|o| o.id_in_body())
             || self.holds_response()
             || self.validation.as_ref().is_some_and(|v| v.body.is_some())
     }

@@ -145,6 +145,7 @@ pub fn import(policy_file: &Path, spec: &OpenApiImport) -> Result<Imported, Stri
                 validate: Some(validate),
                 response: None,
                 rate_limit: spec.rate_limit,
+                resource: None,
                 schema_origin: Some((origin.clone(), draft)),
             });
         }

@@ -29,6 +29,7 @@ pub(super) fn compile_routes(
     let mut router = Router::default();
     let mut names: HashMap<&str, &Path> = HashMap::new();
     let mut count = 0;
+    let resources = super::resources::compile_resources(policies, errors);
     for (file, policy) in policies {
         for (i, spanned) in policy.routes.iter().enumerate() {
             let spec: &RouteSpec = &spanned.value;
@@ -144,6 +145,20 @@ pub(super) fn compile_routes(
                 errors.push(ConfigError::new(file, line, field("rate_limit"), msg));
                 continue;
             }
+            let object = match &spec.resource {
+                None => None,
+                Some(r) => match super::resources::compile_object_rule(
+                    r,
+                    &template_params(&spec.path),
+                    &resources,
+                ) {
+                    Ok(rule) => Some(rule),
+                    Err((sub, msg)) => {
+                        errors.push(ConfigError::new(file, line, field(sub), msg));
+                        continue;
+                    }
+                },
+            };
             let body_checked =
                 binding.needs_body() || validation.as_ref().is_some_and(|v| v.body.is_some());
             if spec.allow_body && !body_checked {
@@ -169,6 +184,7 @@ pub(super) fn compile_routes(
                 fields,
                 cache_control,
                 rate_limit: spec.rate_limit.as_ref().map(crate::limits::Rate::new),
+                object,
             });
             match router.insert(&spec.path, &methods, route) {
                 Ok(()) => count += 1,

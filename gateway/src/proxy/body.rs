@@ -19,7 +19,7 @@ use crate::proxy::subrequest::{self, Forwarded, SubReport, Ticket};
 use crate::proxy::Gateway;
 use crate::stage::inspect::{inspect, Rules};
 use crate::stage::problem;
-use crate::stage::screen;
+use crate::stage::{own, screen};
 
 impl Gateway {
     pub(crate) async fn forward_whole_body(
@@ -61,6 +61,22 @@ impl Gateway {
             respond_invalid(session, ctx, invalid).await?;
             return Ok(true);
         }
+        if let Some(rule) = route.object.as_ref().filter(|r| r.id_in_body()) {
+            let named = match &rule.id {
+                Some(own::IdSource::Body(pointer)) => own::body_object(pointer, bytes),
+                _ => Err(problem::OBJECT_ID_MISSING),
+            };
+            let checked = match named {
+                Ok(id) => {
+                    self.check_object(session, ctx, plan, route, id, partner)
+                        .await?
+                }
+                Err(reject) => Err(reject),
+            };
+            if let Err(reject) = checked {
+                return refuse(session, ctx, reject).await;
+            }
+        }
         let replayable = may_replay
             && !bytes.is_empty()
             && !session.as_downstream().retry_buffer_truncated()
@@ -97,10 +113,12 @@ impl Gateway {
             new_target,
             body_len: body.as_ref().map_or(0, |b| b.len()),
             outcome: Arc::new(Mutex::new(SubReport::default())),
+            preflight: false,
+            object: ctx.object.clone(),
         };
         let report = ticket.outcome.clone();
         let started = Instant::now();
-        let forwarded = subrequest::forward(session, ticket, body).await;
+        let forwarded = subrequest::forward(session, ticket, body, self.ownership.as_deref()).await;
         ctx.stages.upstream = Some(started.elapsed());
         if let Ok(report) = report.lock() {
             ctx.upstream = report.upstream;
@@ -108,6 +126,9 @@ impl Gateway {
         match forwarded? {
             Forwarded::Answered(outcome) => ctx.outcome = outcome,
             Forwarded::Refused(reject) => {
+                if reject == problem::OBJECT_NOT_FOUND {
+                    self.note_answer_owner(ctx).await;
+                }
                 if reject == problem::RESPONSE_PARTNER_MISMATCH {
                     tracing::warn!(
                         target: "portcullis::suspicious",

@@ -53,6 +53,10 @@ pub struct RequestCtx {
     /// The canonical path, once screening computed it.
     pub(crate) canonical_path: Option<String>,
     pub(crate) stages: StageTimes,
+    /// The owned object the request names, and whether the index already
+    /// knew it as the caller's (a read of an unknown one is guarded by its
+    /// answer and teaches the index).
+    pub(crate) object: Option<ObjectSeen>,
     /// Headers every response to this request carries (rate-limit state,
     /// Retry-After).
     pub(crate) extra_headers: Vec<(&'static str, String)>,
@@ -83,6 +87,7 @@ impl RequestCtx {
             peer_ip: None,
             canonical_path: None,
             stages: StageTimes::default(),
+            object: None,
             extra_headers: Vec::new(),
         }
     }
@@ -107,4 +112,11 @@ pub(crate) struct Replacement {
     /// The start of the original body, for the log.
     pub(crate) excerpt: Vec<u8>,
     pub(crate) status: u16,
+}
+
+/// The object a request named, as the ownership stage found it.
+#[derive(Debug, Clone)]
+pub struct ObjectSeen {
+    pub named: crate::monitor::audit::ObjectNamed,
+    pub known: bool,
 }

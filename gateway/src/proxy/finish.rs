@@ -40,6 +40,7 @@ impl Gateway {
             client_ip: ctx.client_ip,
             peer_ip: ctx.peer_ip,
             tls: tls.map(|t| (t.version.as_ref(), t.cipher.as_ref())),
+            object: ctx.object.as_ref().map(|o| &o.named),
         };
         let decision = finished.decision();
         self.count(&finished, decision);

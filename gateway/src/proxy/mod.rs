@@ -15,6 +15,7 @@ mod body;
 pub mod context;
 mod errors;
 mod finish;
+mod ownership;
 mod request;
 pub mod respond;
 mod response;
@@ -35,6 +36,7 @@ use pingora::Error;
 use crate::keys::service::KeyService;
 use crate::limits::inflight::InFlight;
 use crate::monitor::Monitor;
+use crate::ownership::service::OwnershipIndex;
 use crate::server::reload::Live;
 use crate::stage::outcome::Outcome;
 use crate::stage::request_id;
@@ -49,6 +51,8 @@ pub struct Gateway {
     key_header: String,
     inflight: InFlight,
     monitor: Arc<Monitor>,
+    /// The ownership index, when the key store's engine has one.
+    ownership: Option<Arc<OwnershipIndex>>,
 }
 
 impl Gateway {
@@ -57,6 +61,7 @@ impl Gateway {
         keys: Arc<KeyService>,
         key_header: String,
         monitor: Arc<Monitor>,
+        ownership: Option<Arc<OwnershipIndex>>,
     ) -> Self {
         Gateway {
             live,
@@ -64,6 +69,7 @@ impl Gateway {
             key_header,
             inflight: InFlight::default(),
             monitor,
+            ownership,
         }
     }
 }

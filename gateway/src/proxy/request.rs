@@ -20,7 +20,7 @@ use crate::stage::record::add_time;
 use crate::stage::route::{self as routing, Admitted};
 use crate::stage::screen::{self, Wire};
 use crate::stage::{
-    authenticate, client_address, rate_limit, request_id, trace_context, unambiguous,
+    authenticate, client_address, own, rate_limit, request_id, trace_context, unambiguous,
 };
 
 /// Whether the request was answered here (`true`) or goes upstream.
@@ -193,6 +193,23 @@ impl Gateway {
             }
         }
 
+        if let Some(rule) = &route.object {
+            let req = session.req_header();
+            match own::request_object(rule, &params, req.uri.query()) {
+                Err(reject) => return refuse(session, ctx, reject).await,
+                Ok(Some(id)) => {
+                    let checked = self
+                        .check_object(session, ctx, &plan, &route, id, &partner.id)
+                        .await?;
+                    if let Err(reject) = checked {
+                        return refuse(session, ctx, reject).await;
+                    }
+                }
+                // Named in the body, or no object named: see `proxy::body`.
+                Ok(None) => {}
+            }
+        }
+
         // A form body is always read: frameworks merge its fields (`_method`,
         // the bound parameter) into what they act on.
         let form = unambiguous::form_kind(screen::content_type(&session.req_header().headers));
@@ -231,6 +248,20 @@ impl Gateway {
         ctx.key_id = Some(ticket.key_id.clone());
         ctx.sub_outcome = Some(ticket.outcome.clone());
         ctx.trace = ticket.trace.clone();
+        if ticket.preflight {
+            // The gateway's own read: a GET of the pre-flight target, with
+            // nothing of the client's body.
+            let req = session.req_header_mut();
+            req.set_method(http::Method::GET);
+            for name in [
+                http::header::CONTENT_LENGTH,
+                http::header::TRANSFER_ENCODING,
+                http::header::CONTENT_TYPE,
+                http::header::EXPECT,
+            ] {
+                req.remove_header(&name);
+            }
+        }
         let prepared = self.prepare_forward(
             session,
             &ticket.plan,
@@ -242,6 +273,9 @@ impl Gateway {
         );
         if let Err(reject) = prepared {
             return refuse(session, ctx, reject).await;
+        }
+        if ticket.preflight {
+            return Ok(false);
         }
         // The body was read whole, so its length is known: send it with
         // plain Content-Length framing whatever the client used.

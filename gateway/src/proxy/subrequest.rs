@@ -25,6 +25,7 @@ use pingora::proxy::subrequest::{BodyMode, Ctx as SubrequestCtx};
 use pingora::proxy::Session;
 use pingora::{Error, ErrorType};
 
+use crate::ownership::service::OwnershipIndex;
 use crate::plan::Plan;
 use crate::plan::Route;
 use crate::stage::minimise;
@@ -46,6 +47,11 @@ pub struct Ticket {
     pub body_len: usize,
     /// How the subrequest ended, for the main request's log line.
     pub outcome: Arc<Mutex<SubReport>>,
+    /// A pre-flight read the gateway sends for itself (`GET new_target`,
+    /// no body), whose answer is never shown to the client.
+    pub preflight: bool,
+    /// The owned object the request names, for reading the answer.
+    pub object: Option<crate::proxy::context::ObjectSeen>,
 }
 
 /// What a subrequest tells the request that started it.
@@ -127,23 +133,16 @@ pub async fn forward(
     session: &mut Session,
     ticket: Ticket,
     body: Option<Bytes>,
+    ownership: Option<&OwnershipIndex>,
 ) -> pingora::Result<Forwarded> {
-    if session.is_http2() {
-        // The subrequest re-parses this header as HTTP/1, which has no
-        // version "HTTP/2" and carries the authority in `Host`.
-        let req = session.req_header_mut();
-        req.set_version(http::Version::HTTP_11);
-        if !req.headers.contains_key(http::header::HOST) {
-            if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
-                req.insert_header(http::header::HOST, authority)?;
-            }
-        }
-    }
+    as_http1(session)?;
     let outcome = ticket.outcome.clone();
     let route = ticket.route.clone();
     let block_secrets = ticket.plan.block_secrets;
     let max_response = route.max_response_bytes;
     let partner = ticket.partner.clone();
+    let request_id = ticket.request_id.clone();
+    let object = ticket.object.clone();
     let Some(spawner) = session.subrequest_spawner.as_ref() else {
         return Err(Error::explain(
             ErrorType::InternalError,
@@ -205,6 +204,21 @@ pub async fn forward(
         }
         return Ok(Forwarded::Answered(sub_outcome));
     }
+    if let Some(rule) = route.object.as_ref().filter(|r| r.holds_response()) {
+        let Some(index) = ownership else {
+            return Ok(Forwarded::Refused(problem::OWNERSHIP_UNAVAILABLE));
+        };
+        let read = crate::proxy::ownership::AnswerRead {
+            rule,
+            route: &route.name,
+            caller: &partner,
+            object: object.as_ref(),
+            request_id: &request_id,
+        };
+        if let Err(reject) = held.own(&read, index).await {
+            return Ok(Forwarded::Refused(reject));
+        }
+    }
     match held.verdict(&route, &partner, block_secrets) {
         Err(reject) => Ok(Forwarded::Refused(reject)),
         Ok((header, body)) => {
@@ -215,8 +229,82 @@ pub async fn forward(
     }
 }
 
+/// The subrequest re-parses this header as HTTP/1, which has no version
+/// "HTTP/2" and carries the authority in `Host`.
+fn as_http1(session: &mut Session) -> pingora::Result<()> {
+    if session.is_http2() {
+        let req = session.req_header_mut();
+        req.set_version(http::Version::HTTP_11);
+        if !req.headers.contains_key(http::header::HOST) {
+            if let Some(authority) = req.uri.authority().map(|a| a.as_str().to_string()) {
+                req.insert_header(http::header::HOST, authority)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A pre-flight's answer: its status and body, or nothing when the
+/// upstream could not be asked or did not answer whole.
+pub struct PreflightAnswer {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+/// Sends the ticket's pre-flight read and collects its answer; nothing of
+/// it reaches the client, and the client's request stays as it was for the
+/// forward that may follow.
+pub async fn preflight(
+    session: &mut Session,
+    ticket: Ticket,
+) -> pingora::Result<Option<PreflightAnswer>> {
+    as_http1(session)?;
+    let limit = ticket.route.max_response_bytes;
+    let Some(spawner) = session.subrequest_spawner.as_ref() else {
+        return Err(Error::explain(
+            ErrorType::InternalError,
+            "subrequests are not enabled",
+        ));
+    };
+    let sub_ctx = SubrequestCtx::builder()
+        .body_mode(BodyMode::NoBody)
+        .user_ctx(Box::new(ticket))
+        .build();
+    let (subrequest, handle) = spawner.create_subrequest(session.as_downstream(), sub_ctx);
+    let mut held = Held::new(limit);
+    let result = pipe_subrequest(
+        session,
+        subrequest,
+        handle,
+        |task| {
+            held.keep(task);
+            Ok(None)
+        },
+        InputBodyType::Preset(InputBody::NoBody),
+    )
+    .await;
+    let Ok(state) = result else {
+        return Ok(None);
+    };
+    if let Some(join) = state.join_handle {
+        let _ = join.await;
+    }
+    let encoded = held.header.as_ref().is_some_and(|h| {
+        h.headers
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    });
+    match held.header {
+        Some(header) if !held.failed && !held.overflow && !encoded => Ok(Some(PreflightAnswer {
+            status: header.status.as_u16(),
+            body: held.body.freeze(),
+        })),
+        _ => Ok(None),
+    }
+}
+
 /// A response held back until it is known to belong to the caller.
-struct Held {
+pub(crate) struct Held {
     header: Option<Box<ResponseHeader>>,
     body: BytesMut,
     limit: usize,
@@ -225,6 +313,33 @@ struct Held {
 }
 
 impl Held {
+    /// Reads a successful answer's ownership (`proxy::ownership`): learns
+    /// from it, refuses it, or cuts a list down to the caller's rows.
+    async fn own(
+        &mut self,
+        read: &crate::proxy::ownership::AnswerRead<'_>,
+        index: &OwnershipIndex,
+    ) -> Result<(), Reject> {
+        let Some(header) = &self.header else {
+            return Ok(());
+        };
+        if self.failed || self.overflow || !header.status.is_success() {
+            // `verdict` answers these.
+            return Ok(());
+        }
+        let encoded = header
+            .headers
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+        if encoded {
+            return Err(problem::RESPONSE_NOT_FILTERABLE);
+        }
+        if let Some(cut) = crate::proxy::ownership::read_answer(read, index, &self.body).await? {
+            self.body = BytesMut::from(&cut[..]);
+        }
+        Ok(())
+    }
+
     fn new(limit: usize) -> Held {
         Held {
             header: None,

@@ -174,6 +174,44 @@ pub fn open_keys_for(
     }
 }
 
+/// The ownership index, in the key store's engine (and, with Redis, under
+/// this node's key-store lease).
+pub fn open_ownership(
+    settings: &crate::config::model::GatewayFile,
+    stats: Option<crate::ownership::service::OwnershipStats>,
+    upgrade: bool,
+    keys: &Keys,
+) -> Result<Option<Arc<crate::ownership::service::OwnershipIndex>>, String> {
+    use crate::ownership::embedded::EmbeddedOwnership;
+    if let Some(redis) = &keys.redis {
+        let store = crate::ownership::redis::RedisOwnership::new(
+            redis.clone(),
+            Some(keys.service.verifier().clone()),
+            settings.ownership.cache_entries,
+        );
+        // Counted once Redis answers (`recount` is cheap but not free).
+        return Ok(Some(Arc::new(
+            crate::ownership::service::OwnershipIndex::new(Arc::new(store), stats),
+        )));
+    }
+    let path = &settings.ownership.path;
+    let store: Arc<dyn crate::ownership::store::OwnershipStore> =
+        match EmbeddedOwnership::open_owned(path)? {
+            Some(store) => Arc::new(store),
+            None if upgrade => EmbeddedOwnership::open_following(path)?,
+            None => {
+                return Err(format!(
+                    "ownership index {} is owned by another running gateway",
+                    path.display()
+                ))
+            }
+        };
+    let index = Arc::new(crate::ownership::service::OwnershipIndex::new(store, stats));
+    // The embedded engine answers without waiting.
+    let _ = futures_util::FutureExt::now_or_never(index.recount());
+    Ok(Some(index))
+}
+
 /// The lease keeper gets a thread and runtime of its own: renewals must
 /// not wait behind request load, and its Redis connections must not depend
 /// on the runtime of any one pingora service.
@@ -230,11 +268,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         }
     }
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
+    let opened = open_keys_for(&settings.keys, Some(metrics.keys.clone()), upgrade)?;
+    let ownership = open_ownership(&settings, Some(metrics.ownership.clone()), upgrade, &opened)?;
     let Keys {
         service: keys,
         agent,
         redis,
-    } = open_keys_for(&settings.keys, Some(metrics.keys.clone()), upgrade)?;
+    } = opened;
     let monitor = Monitor::start(&settings, &metrics, redis)?;
     let live = Arc::new(Live::new(config_path, loaded, cert, metrics.clone()));
 
@@ -267,6 +307,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
             keys.clone(),
             settings.keys.header.clone(),
             monitor.clone(),
+            ownership.clone(),
         ),
     );
     // An HTTP/2 connection with no open stream is closed like an idle
@@ -329,7 +370,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
     };
     let mut admin = Service::new(
         "portcullis admin".to_string(),
-        AdminApp::new(live.clone(), keys_api, readiness),
+        AdminApp::new(live.clone(), keys_api, readiness, ownership.clone()),
     );
     admin.add_tcp(&settings.admin.address.to_string());
     server.add_service(admin);

@@ -11,7 +11,8 @@
 //! 2. [`authenticate`]: the key, hashed once, against the key store.
 //! 3. [`isolation`]: admit the partner, authorize the route, bind every
 //!    place the request names a partner to the caller.
-//! 4. [`route`]: method and path template.
+//! 4. [`route`]: method and path template; [`own`]: the object it names
+//!    belongs to the caller (before anything is forwarded).
 //! 5. [`rate_limit`]: which limits apply and what the answer says.
 //! 6. [`validate`]: JSON Schema for parameters, headers and body
 //!    ([`schemas`], [`body`], [`json_bytes`]); [`inspect`] for a body read
@@ -31,6 +32,7 @@ pub mod isolation;
 pub mod json_bytes;
 pub mod minimise;
 pub mod outcome;
+pub mod own;
 pub mod path;
 pub mod problem;
 pub mod protocol;

@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::monitor::audit::{Decision, Record, Timings};
+use crate::monitor::audit::{Decision, ObjectNamed, Record, Timings};
 use crate::stage::outcome::Outcome;
 use crate::stage::problem;
 
@@ -76,6 +76,7 @@ pub struct Finished<'a> {
     pub peer_ip: Option<IpAddr>,
     /// The TLS version as the TLS library names it, and the cipher suite.
     pub tls: Option<(&'a str, &'a str)>,
+    pub object: Option<&'a ObjectNamed>,
 }
 
 impl Finished<'_> {
@@ -119,6 +120,7 @@ impl Finished<'_> {
             // rustls names versions `TLSv1_3`; the record says `TLSv1.3`.
             tls_version: self.tls.map(|(version, _)| version.replace('_', ".")),
             tls_cipher: self.tls.map(|(_, cipher)| cipher.to_string()),
+            object: self.object.cloned(),
         }
     }
 }
@@ -149,6 +151,7 @@ mod tests {
             client_ip: Some(IpAddr::from([192, 0, 2, 7])),
             peer_ip: None,
             tls: Some(("TLSv1_3", "TLS13_AES_128_GCM_SHA256")),
+            object: None,
         }
     }
 

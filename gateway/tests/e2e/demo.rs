@@ -82,6 +82,7 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
         "keys.json",
         "portcullis.yaml",
         "policies/orders.yaml",
+        "policies/legacy-orders.yaml",
     ] {
         assert!(data.join(file).exists(), "{file} generated");
     }
@@ -163,6 +164,43 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+    // The legacy API, with the banner's own commands, as curl runs them:
+    // acme's DELETE of a globex order is refused and the order survives.
+    let banner_command = |marker: &str| -> String {
+        let printed = printed.lock().unwrap().clone();
+        let line = printed
+            .lines()
+            .find(|l| l.contains(marker))
+            .unwrap_or_else(|| panic!("no banner line with {marker}:\n{printed}"));
+        let command = line.split("   #").next().unwrap().trim().to_string();
+        let out = Command::new("sh").arg("-c").arg(&command).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let refused = banner_command("-X DELETE");
+    assert!(
+        refused.starts_with("HTTP/2 404") || refused.starts_with("HTTP/1.1 404"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("\"code\":\"object_not_found\""),
+        "{refused}"
+    );
+    let survived = banner_command("still there for its owner");
+    let order: serde_json::Value = serde_json::from_str(&survived).unwrap();
+    assert_eq!(order["partner"], "globex", "{survived}");
+    assert!(order.get("internal_cost_cents").is_none(), "{survived}");
+    let mine = banner_command("only acme's rows");
+    let list: serde_json::Value = serde_json::from_str(&mine).unwrap();
+    let rows = list["orders"].as_array().unwrap();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r["partner"] == "acme"),
+        "{mine}"
+    );
     assert!(
         !std::fs::read_to_string(data.join("keys.json"))
             .unwrap()

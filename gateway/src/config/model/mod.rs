@@ -29,6 +29,9 @@ pub struct GatewayFile {
     pub policies: Vec<Spanned<String>>,
     #[serde(default)]
     pub keys: KeysSettings,
+    /// Where the ownership index of `resources:` lives.
+    #[serde(default)]
+    pub ownership: OwnershipSettings,
     #[serde(default)]
     pub reload: Reload,
     #[serde(default)]
@@ -336,6 +339,39 @@ pub struct KeysSettings {
     #[serde(default = "default_unknown_key_window", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub unknown_key_window: Duration,
+}
+
+/// The ownership index (object → partner) for routes with `resource:`.
+/// It lives in the key store's engine: with `keys.store: embedded`, a file;
+/// with `redis`, the key store's Redis, under the same lease and epochs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipSettings {
+    /// The embedded index's file (an append-only log). Relative to the
+    /// gateway file.
+    #[serde(default = "default_ownership_path")]
+    pub path: PathBuf,
+    /// With Redis: owners each node keeps in memory (trusted only while
+    /// its key-store lease runs).
+    #[serde(default = "default_ownership_cache")]
+    pub cache_entries: usize,
+}
+
+impl Default for OwnershipSettings {
+    fn default() -> Self {
+        OwnershipSettings {
+            path: default_ownership_path(),
+            cache_entries: default_ownership_cache(),
+        }
+    }
+}
+
+fn default_ownership_cache() -> usize {
+    1_000_000
+}
+
+fn default_ownership_path() -> PathBuf {
+    PathBuf::from("owners.jsonl")
 }
 
 fn default_unknown_key_limit() -> u32 {

@@ -25,6 +25,101 @@ pub struct PolicyFile {
     #[serde(default)]
     #[schemars(with = "Vec<OpenApiImport>")]
     pub openapi: Vec<Spanned<OpenApiImport>>,
+    /// Kinds of object whose owner the gateway tracks (`order`), for
+    /// backends whose URLs name an object and not the partner.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ResourceSpec>")]
+    pub resources: BTreeMap<String, Spanned<ResourceSpec>>,
+}
+
+/// A kind of object partners own: where an upstream answer says which
+/// object it is and whose.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceSpec {
+    /// JSON pointer to the object's id in an answer (a created object, a
+    /// read one, a row of a list).
+    #[serde(default = "default_id_pointer")]
+    pub id: String,
+    /// JSON pointer to the owning partner in an answer; without it, owners
+    /// are learnt only from create routes and imports.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+fn default_id_pointer() -> String {
+    "/id".to_string()
+}
+
+/// What a route does to which object kind.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteResourceSpec {
+    /// A name under `resources`.
+    pub kind: String,
+    pub action: ResourceAction,
+    /// Where the request names the object (not for `create` and `list`).
+    #[serde(default)]
+    pub id: ObjectIdSpec,
+    /// An id the ownership index does not know: refused (404), or decided
+    /// by a pre-flight read.
+    #[serde(default)]
+    pub unknown: UnknownObjects,
+    /// Path template of the pre-flight read (`/orders/{id}`), sent as a
+    /// `GET` to the route's upstream; its answer's owner decides. Without
+    /// it, a `read` route's own answer is the pre-flight.
+    #[serde(default)]
+    pub preflight: Option<String>,
+    /// For `list`: pointer to the rows, with `*` for the array
+    /// (`/orders/*`, or `/*` for a top-level array).
+    #[serde(default)]
+    pub rows: Option<String>,
+    /// For `list`: rows owned by another partner (or by no one known) are
+    /// dropped, or the whole answer is refused.
+    #[serde(default)]
+    pub others: OtherRows,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceAction {
+    /// The answer names a new object, owned by the caller from then on.
+    Create,
+    Read,
+    Change,
+    Delete,
+    List,
+}
+
+/// Where a request names an object; exactly one of them.
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectIdSpec {
+    /// Path parameter; defaults to `id` when the template has `{id}`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Query parameter name.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// JSON pointer into the request body.
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownObjects {
+    #[default]
+    Refuse,
+    Preflight,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OtherRows {
+    #[default]
+    Drop,
+    Refuse,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -295,6 +390,10 @@ pub struct RouteSpec {
     /// Requests per partner on this route, shared by every node.
     #[serde(default)]
     pub rate_limit: Option<crate::config::monitoring::RateSpec>,
+    /// The object this route touches, for backends whose URLs do not name
+    /// the partner: its owner is checked before the upstream sees anything.
+    #[serde(default)]
+    pub resource: Option<RouteResourceSpec>,
     /// For routes imported from OpenAPI: the file inline schemas' `$ref`s
     /// resolve against, and the draft they are written in.
     #[serde(skip)]

@@ -9,6 +9,8 @@
 //! - `leases`            sorted set: node id → lease expiry (ms, Redis clock)
 //! - `acks`              hash: node id → last epoch the node has applied
 //! - channel `changes`   publishes each new epoch
+//! - `owners:<kind>`     hash: object id → owning partner (`ownership::redis`)
+//! - `owner-kinds`       set of the kinds in use
 //!
 //! Changes run as Lua scripts, so each is atomic. How the epoch, leases and
 //! acknowledgements make rotation immediate on every node is in `node.rs`.
@@ -262,7 +264,7 @@ impl RedisStore {
     /// Waits until `replicas_ack` replicas hold every write made so far on
     /// `conn`. A shortfall is logged, not returned: the change is made and
     /// its caller (a rotation, say) must still get its answer.
-    async fn replicate(&self, conn: &mut ConnectionManager) {
+    pub(crate) async fn replicate(&self, conn: &mut ConnectionManager) {
         let wanted = self.settings.replicas_ack;
         if wanted == 0 {
             return;
@@ -304,7 +306,7 @@ impl RedisStore {
     }
 
     /// Bounds every call: a store that does not answer is a store that is down.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {

@@ -8,5 +8,5 @@ pub mod search;
 pub mod sink;
 pub mod writer;
 
-pub use record::{Decision, Entry, Event, Record, Timings};
+pub use record::{Decision, Entry, Event, ObjectNamed, Record, Timings};
 pub use sink::AuditSink;

@@ -74,6 +74,19 @@ pub struct Record {
     pub tls_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cipher: Option<String>,
+    /// The owned object the request named, on routes with `resource:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<ObjectNamed>,
+}
+
+/// An object a request named, and who owns it when that is not the caller
+/// (the two partners of a cross-partner attempt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectNamed {
+    pub kind: String,
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Something worth an audit line that is not one request: a client

@@ -15,11 +15,13 @@
 
 use std::fmt;
 
+mod elements;
 mod numbers;
 mod scanner;
 #[cfg(test)]
 mod tests;
 
+pub use elements::{array_elements, keep_elements, Elements};
 pub use numbers::{number_text_exact, numbers_exact, InexactNumber};
 use scanner::Scanner;
 

@@ -79,6 +79,11 @@ pub const ADMIN_KEY_CONFLICT: Reject = Reject::new(
     "key_conflict",
     "The request conflicts with an existing key",
 );
+pub const ADMIN_OWNER_NOT_FOUND: Reject = Reject::new(
+    404,
+    "owner_not_found",
+    "The ownership index knows no such object",
+);
 pub const ADMIN_BAD_BODY: Reject = Reject::new(400, "bad_request", "The request body is not valid");
 pub const ADMIN_BAD_PARTNER: Reject =
     Reject::new(400, "bad_request", "The partner id is not valid");
@@ -232,6 +237,36 @@ pub const BINDING_AMBIGUOUS: Reject = Reject::new(
     "ambiguous_parameter",
     "A parameter is spelled so that some backends read it as the partner binding",
 );
+// Object ownership (stage/own.rs)
+
+pub const OBJECT_NOT_FOUND: Reject =
+    Reject::new(404, "object_not_found", "No such object for this partner");
+pub const OBJECT_ID_MISSING: Reject = Reject::new(
+    400,
+    "object_id_missing",
+    "The request must name the object it is about and does not",
+);
+pub const OBJECT_ID_INVALID: Reject = Reject::new(
+    400,
+    "object_id_invalid",
+    "The object id is not one every backend reads the same way (unreserved characters only, no escapes)",
+);
+pub const OBJECT_ID_AMBIGUOUS: Reject = Reject::new(
+    400,
+    "object_id_ambiguous",
+    "The request names its object more than once, or so that some backends read another one",
+);
+pub const OWNERSHIP_UNAVAILABLE: Reject = Reject::new(
+    503,
+    "ownership_unavailable",
+    "The object's owner cannot be checked right now; retry later",
+);
+pub const PREFLIGHT_FAILED: Reject = Reject::new(
+    502,
+    "preflight_failed",
+    "The upstream could not say who owns the object",
+);
+
 pub const CONCURRENCY_LIMITED: Reject = Reject::new(
     429,
     "partner_concurrency_limit",
@@ -335,6 +370,7 @@ pub const ALL: &[Reject] = &[
     ADMIN_NOT_BLOCKED,
     ADMIN_KEY_NOT_FOUND,
     ADMIN_KEY_CONFLICT,
+    ADMIN_OWNER_NOT_FOUND,
     ADMIN_BAD_BODY,
     ADMIN_BAD_PARTNER,
     ADMIN_STORE_DOWN,
@@ -368,6 +404,12 @@ pub const ALL: &[Reject] = &[
     BINDING_MISSING,
     BINDING_AMBIGUOUS,
     CONCURRENCY_LIMITED,
+    OBJECT_NOT_FOUND,
+    OBJECT_ID_MISSING,
+    OBJECT_ID_INVALID,
+    OBJECT_ID_AMBIGUOUS,
+    OWNERSHIP_UNAVAILABLE,
+    PREFLIGHT_FAILED,
     RESPONSE_LEAK_BLOCKED,
     RESPONSE_NOT_FILTERABLE,
     UPSTREAM_FAILED,
