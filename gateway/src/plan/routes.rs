@@ -152,6 +152,16 @@ pub(super) fn compile_routes(
                     &template_params(&spec.path),
                     &resources,
                 ) {
+                    Ok(rule) if rule.holds_response() && methods.iter().any(|m| m == "HEAD") => {
+                        errors.push(ConfigError::new(
+                            file,
+                            line,
+                            field("methods"),
+                            "this route judges the owner in its answer's body, which a HEAD \
+                             answer does not have: give HEAD a route of its own",
+                        ));
+                        continue;
+                    }
                     Ok(rule) => Some(rule),
                     Err((sub, msg)) => {
                         errors.push(ConfigError::new(file, line, field(sub), msg));

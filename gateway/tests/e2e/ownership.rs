@@ -846,3 +846,159 @@ async fn with_redis_down_known_objects_serve_inside_the_lease_and_unknown_ones_g
         seen(&up)
     );
 }
+
+#[test]
+fn resource_mistakes_are_reported_by_check_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new();
+    pki.write_leaf(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
+    std::fs::write(dir.path().join("pepper"), "ab".repeat(32)).unwrap();
+    std::fs::write(
+        dir.path().join("portcullis.yaml"),
+        "tls:\n  certificate: cert.pem\n  private_key: key.pem\nkeys:\n  pepper_file: pepper\npolicies:\n  - p.yaml\n",
+    )
+    .unwrap();
+    let route = |n: usize, methods: &str, path: &str, resource: &str| {
+        format!("  - name: r{n}\n    methods: [{methods}]\n    path: {path}\n    upstream: u\n    resource: {resource}\n")
+    };
+    let policy = [
+        "upstreams:\n  u:\n    url: http://127.0.0.1:9\nresources:\n  order: {owner: /partner}\n  note: {}\n  Bad: {}\nroutes:\n".to_string(),
+        route(0, "GET", "/a/{id}", "{kind: invoice, action: read}"),
+        route(1, "GET", "/b", "{kind: order, action: list}"),
+        route(2, "DELETE", "/c/{id}", "{kind: order, action: delete, unknown: preflight}"),
+        route(3, "GET, HEAD", "/d/{id}", "{kind: order, action: read}"),
+        route(4, "GET", "/e/{ref}", "{kind: order, action: read}"),
+        route(5, "PUT", "/f/{id}", "{kind: order, action: change, unknown: preflight, preflight: '/f?id={id}'}"),
+        route(6, "GET", "/g", "{kind: note, action: list, rows: /notes/*}"),
+        route(7, "POST", "/h", "{kind: order, action: create, id: {body: /id}}"),
+    ]
+    .concat();
+    std::fs::write(dir.path().join("p.yaml"), &policy).unwrap();
+    let (code, _out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    assert_eq!(code, 1, "{err}");
+    for expected in [
+        "resources.Bad: resource kinds are 1-64 characters",
+        "routes[0].resource.kind: no resource kind \"invoice\"",
+        "routes[1].resource.rows: a list route says where its rows are",
+        "routes[2].resource.preflight: a write on an unknown object needs a pre-flight read",
+        "routes[3].methods: this route judges the owner in its answer's body",
+        "routes[4].resource.id: say where the request names the object",
+        "routes[5].resource.preflight: a path template starting with '/' with exactly one {id} and no query",
+        "routes[6].resource.kind: list rows are judged by their owner field: give resources.note.owner",
+        "routes[7].resource.id: create and list routes name no existing object",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_and_admin_api_manage_a_running_gateways_index() {
+    let (up, gw) = start("refuse", "drop").await;
+    let (a0, a1, g0) = (seeded("acme", 0), seeded("acme", 1), seeded("globex", 0));
+    let export = gw.path("legacy.jsonl");
+    std::fs::write(
+        &export,
+        format!("{{\"id\":\"{a0}\",\"partner\":\"acme\"}}\n{{\"id\":\"{a1}\",\"partner\":\"acme\"}}\n{{\"id\":\"{g0}\",\"partner\":\"globex\"}}\n"),
+    )
+    .unwrap();
+    // The gateway owns its index, so the CLI goes through the admin API.
+    let out = owners_cli(
+        &gw,
+        &["import", export.to_str().unwrap(), "--kind", "order"],
+    );
+    assert!(out.contains("imported 3 records"), "{out}");
+    assert_eq!(gw.metric("portcullis_ownership_index_entries").await, 3.0);
+    assert_eq!(
+        send(&gw, "acme", "GET", &format!("/orders/{a0}"), "")
+            .await
+            .status,
+        200
+    );
+    assert_problem(
+        &send(&gw, "globex", "GET", &format!("/orders/{a0}"), "").await,
+        404,
+        "object_not_found",
+    );
+
+    let out = owners_cli(&gw, &["transfer", "order", &a1, "--to", "globex"]);
+    assert!(out.contains("now belongs to globex (was acme)"), "{out}");
+    assert_problem(
+        &send(&gw, "acme", "DELETE", &format!("/orders/{a1}"), "").await,
+        404,
+        "object_not_found",
+    );
+    assert_eq!(
+        send(&gw, "globex", "DELETE", &format!("/orders/{a1}"), "")
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        owners_cli(&gw, &["show", "order", &a1]).trim(),
+        format!("order {a1} globex")
+    );
+    let lines: Vec<serde_json::Value> = owners_cli(&gw, &["export", "--partner", "globex"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines
+        .iter()
+        .all(|l| l["partner"] == "globex" && l["kind"] == "order"));
+
+    let out = owners_cli(&gw, &["forget", "order", &a0]);
+    assert!(out.contains("forgotten (belonged to acme)"), "{out}");
+    assert_problem(
+        &send(&gw, "acme", "GET", &format!("/orders/{a0}"), "").await,
+        404,
+        "object_not_found",
+    );
+
+    // The admin API itself: token required, answers as documented.
+    let mut s = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+    s.write_all(b"GET /v1/owners HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let resp = read_response(&mut s).await.unwrap();
+    assert_eq!(
+        (resp.status, resp.json()["code"].clone()),
+        (401, "admin_token_invalid".into())
+    );
+    let (status, body) = gw
+        .admin_api("GET", &format!("/v1/owners/order/{g0}"), None)
+        .await;
+    assert_eq!((status, body["partner"].as_str()), (200, Some("globex")));
+    let (status, body) = gw.admin_api("GET", "/v1/owners/order/ord_nope", None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("owner_not_found"))
+    );
+    let (status, _) = gw
+        .admin_api(
+            "PUT",
+            &format!("/v1/owners/order/{g0}"),
+            Some(serde_json::json!({"partner": "Not A Partner"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, body) = gw
+        .admin_api(
+            "POST",
+            "/v1/owners",
+            Some(
+                serde_json::json!({"owners": [{"kind": "order", "id": "../x", "partner": "acme"}]}),
+            ),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
+    let (status, body) = gw.admin_api("GET", "/v1/owners?partner=globex", None).await;
+    assert_eq!(status, 200);
+    // A deleted object stays its owner's: nobody else can claim its id.
+    assert_eq!(body["owners"].as_array().unwrap().len(), 2, "{body}");
+    // None of the refused requests reached the upstream.
+    assert_eq!(
+        seen(&up),
+        vec![format!("GET /orders/{a0}"), format!("DELETE /orders/{a1}")]
+    );
+}
