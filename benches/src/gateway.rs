@@ -113,6 +113,20 @@ pub async fn start_with(
     extra: &str,
     launcher: &[&str],
 ) -> Result<Started, String> {
+    start_custom(binary, ca, extra, launcher, &policy(upstream), |_| Ok(())).await
+}
+
+/// As [`start_with`], with `policy` as the only policy file and `prepare`
+/// run on the gateway's directory before the process starts (to fill an
+/// index, say).
+pub async fn start_custom(
+    binary: &std::path::Path,
+    ca: &portcullis::transport::certgen::Ca,
+    extra: &str,
+    launcher: &[&str],
+    policy: &str,
+    prepare: impl FnOnce(&std::path::Path) -> Result<(), String>,
+) -> Result<Started, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let d = dir.path();
     let leaf = ca.issue(&["localhost"]).map_err(|e| e.to_string())?;
@@ -136,7 +150,8 @@ pub async fn start_with(
         ),
     )
     .map_err(|e| e.to_string())?;
-    write("policies/bench.yaml", &policy(upstream)).map_err(|e| e.to_string())?;
+    write("policies/bench.yaml", policy).map_err(|e| e.to_string())?;
+    prepare(d)?;
     let settings =
         portcullis::config::load_settings(&d.join("portcullis.yaml")).map_err(|e| e.to_string())?;
     let service = portcullis::server::open_keys(&settings.keys, None)?.service;

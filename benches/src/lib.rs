@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod gateway;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -100,4 +101,32 @@ pub fn redis_settings(
         lease: Duration::from_secs(2),
         replicas_ack: 0,
     }
+}
+
+/// `used_memory` from `INFO memory`, over a plain RESP connection.
+pub fn redis_used_memory(url: &str) -> Result<u64, String> {
+    let err = |e: std::io::Error| format!("INFO memory from {url}: {e}");
+    let addr = url
+        .strip_prefix("redis://")
+        .ok_or_else(|| format!("unexpected Redis URL {url}"))?;
+    let mut conn = std::net::TcpStream::connect(addr).map_err(err)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(err)?;
+    conn.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n")
+        .map_err(err)?;
+    let mut reader = BufReader::new(conn);
+    let mut header = String::new();
+    reader.read_line(&mut header).map_err(err)?;
+    let len: usize = header
+        .trim_end()
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("INFO memory from {url}: unexpected reply {header:?}"))?;
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).map_err(err)?;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| format!("INFO memory from {url}: no used_memory"))
 }

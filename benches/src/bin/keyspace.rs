@@ -16,7 +16,7 @@
 //!
 //! Run: `cargo run --release -p portcullis-benches --bin keyspace -- [KEYS=1000000] [CACHE=100000]`.
 
-use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +29,7 @@ use portcullis::keys::pepper::Pepper;
 use portcullis::keys::redis_store::RedisStore;
 use portcullis::keys::store::{new_record, KeyRecord, KeyStore};
 use portcullis::keys::verify::{KeyStats, Verdict, Verifier};
-use portcullis_benches::{redis_settings, rss_kib, Redis};
+use portcullis_benches::{redis_settings, redis_used_memory, rss_kib, Redis};
 
 const PEPPER: [u8; 32] = [7; 32];
 const PARTNERS: usize = 1000;
@@ -235,34 +235,6 @@ fn redis_version() -> String {
                 .find_map(|w| w.strip_prefix("v=").map(|v| format!("redis {v}")))
         })
         .unwrap_or_else(|| "redis ?".into())
-}
-
-/// `used_memory` from `INFO memory`, over a plain RESP connection.
-fn redis_used_memory(url: &str) -> Result<u64, String> {
-    let err = |e: std::io::Error| format!("INFO memory from {url}: {e}");
-    let addr = url
-        .strip_prefix("redis://")
-        .ok_or_else(|| format!("unexpected Redis URL {url}"))?;
-    let mut conn = std::net::TcpStream::connect(addr).map_err(err)?;
-    conn.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(err)?;
-    conn.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n")
-        .map_err(err)?;
-    let mut reader = BufReader::new(conn);
-    let mut header = String::new();
-    reader.read_line(&mut header).map_err(err)?;
-    let len: usize = header
-        .trim_end()
-        .strip_prefix('$')
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(|| format!("INFO memory from {url}: unexpected reply {header:?}"))?;
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).map_err(err)?;
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("INFO memory from {url}: no used_memory"))
 }
 
 // ----------------------------------------------------------------- child

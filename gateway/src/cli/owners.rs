@@ -91,7 +91,7 @@ impl Engine {
                 let store = RedisOwnership::new(Arc::new(RedisStore::new(redis)), None, 1);
                 Engine::Redis(OwnershipIndex::new(Arc::new(store), None))
             }
-            _ => Engine::Embedded(settings.ownership.path.clone()),
+            _ => Engine::Embedded(settings.ownership.file(&settings.keys.path)),
         }
     }
 

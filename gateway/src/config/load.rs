@@ -58,7 +58,9 @@ pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
     settings.tls.certificate = resolve_path(&base, &settings.tls.certificate);
     settings.tls.private_key = resolve_path(&base, &settings.tls.private_key);
     settings.keys.path = resolve_path(&base, &settings.keys.path);
-    settings.ownership.path = resolve_path(&base, &settings.ownership.path);
+    if let Some(p) = settings.ownership.path.as_mut() {
+        *p = resolve_path(&base, p);
+    }
     settings.schemas = resolve_path(&base, &settings.schemas);
     if let Some(a) = settings.identity.assertion.as_mut() {
         a.key_file = resolve_path(&base, &a.key_file);

@@ -287,16 +287,23 @@ impl OwnershipStore for RedisOwnership {
         for r in &records {
             check(r)?;
         }
+        let mut written = Ok(());
         for batch in records.chunks(IMPORT_BATCH) {
             let mut pipe = redis::pipe();
             for r in batch {
                 pipe.hset(self.owners(&r.kind), &r.id, &r.partner).ignore();
                 pipe.sadd(self.kinds(), &r.kind).ignore();
             }
-            self.call(async |conn| pipe.query_async::<()>(conn).await)
-                .await?;
+            written = self
+                .call(async |conn| pipe.query_async::<()>(conn).await)
+                .await;
+            if written.is_err() {
+                break;
+            }
         }
-        // An import can move objects between partners: one epoch for all.
+        // An import can move objects between partners: one epoch for all,
+        // moved even when a batch failed, since the batches before it did
+        // change owners that nodes may have cached.
         let epoch: u64 = self
             .call(async |conn| {
                 self.bump
@@ -308,6 +315,7 @@ impl OwnershipStore for RedisOwnership {
             .await?;
         self.replicate().await;
         self.propagate(epoch, None).await?;
+        written?;
         Ok(records.len())
     }
 

@@ -323,6 +323,14 @@ impl Held {
         let Some(header) = &self.header else {
             return Ok(());
         };
+        if read.rule.action == crate::stage::own::ResourceAction::Read
+            && matches!(header.status.as_u16(), 404 | 410)
+            && !self.failed
+        {
+            // The backend's own "not found" would differ from the gateway's
+            // answer for another partner's object, and so tell the two apart.
+            return Err(problem::OBJECT_NOT_FOUND);
+        }
         if self.failed || self.overflow || !header.status.is_success() {
             // `verdict` answers these.
             return Ok(());

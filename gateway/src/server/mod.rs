@@ -194,7 +194,7 @@ pub fn open_ownership(
             crate::ownership::service::OwnershipIndex::new(Arc::new(store), stats),
         )));
     }
-    let path = &settings.ownership.path;
+    let path = &settings.ownership.file(&settings.keys.path);
     let store: Arc<dyn crate::ownership::store::OwnershipStore> =
         match EmbeddedOwnership::open_owned(path)? {
             Some(store) => Arc::new(store),

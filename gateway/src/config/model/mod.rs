@@ -348,9 +348,10 @@ pub struct KeysSettings {
 #[serde(deny_unknown_fields)]
 pub struct OwnershipSettings {
     /// The embedded index's file (an append-only log). Relative to the
-    /// gateway file.
-    #[serde(default = "default_ownership_path")]
-    pub path: PathBuf,
+    /// gateway file; default: `owners.jsonl` beside `keys.path`, the
+    /// directory the gateway already writes its key store to.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// With Redis: owners each node keeps in memory (trusted only while
     /// its key-store lease runs).
     #[serde(default = "default_ownership_cache")]
@@ -360,7 +361,7 @@ pub struct OwnershipSettings {
 impl Default for OwnershipSettings {
     fn default() -> Self {
         OwnershipSettings {
-            path: default_ownership_path(),
+            path: None,
             cache_entries: default_ownership_cache(),
         }
     }
@@ -370,8 +371,13 @@ fn default_ownership_cache() -> usize {
     1_000_000
 }
 
-fn default_ownership_path() -> PathBuf {
-    PathBuf::from("owners.jsonl")
+impl OwnershipSettings {
+    /// The embedded index's file for a key store at `keys_path`.
+    pub fn file(&self, keys_path: &std::path::Path) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| keys_path.with_file_name("owners.jsonl"))
+    }
 }
 
 fn default_unknown_key_limit() -> u32 {
