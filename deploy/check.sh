@@ -15,6 +15,13 @@
 #      hand, `portcullis check` on the Kubernetes and container configurations.
 #   3. `systemd-analyze verify` and `systemd-analyze security --offline` on the
 #      unit, when systemd-analyze is installed.
+#   4. The docker compose quickstart (deploy/compose/check.py), offline: the
+#      Compose Specification's JSON Schema, hardening (non-root, read-only,
+#      no capabilities, admin/Prometheus/Grafana on 127.0.0.1 only, upstream
+#      and Redis unpublished), the wiring of its files, init.sh in a temporary
+#      directory, `portcullis check` on its layout with a binary at hand. No
+#      container engine runs; `docker compose config -q` only where the
+#      compose plugin is installed.
 #
 # Run from the repository root:   bash deploy/check.sh
 #
@@ -47,7 +54,8 @@ step() {
 }
 
 for f in kubernetes/kustomization.yaml kubernetes/secret.template.yaml kubernetes/redis/configure.sh \
-    systemd/portcullis.service container/Dockerfile container/portcullis.yaml lint_deploy.py; do
+    systemd/portcullis.service container/Dockerfile container/portcullis.yaml lint_deploy.py \
+    compose/compose.yaml compose/check.py compose/init.sh; do
     [[ -f "$deploy/$f" ]] || fail "missing file $deploy/$f"
 done
 command -v python3 >/dev/null 2>&1 || fail "python3 not found"
@@ -161,4 +169,15 @@ else
     echo "check.sh: systemd-analyze not found: skipping systemd-analyze verify/security (the unit's directives were still checked)"
 fi
 
-echo "check.sh: OK: deploy/ manifests, unit and Dockerfile pass"
+# --- 4. docker compose quickstart (offline) ----------------------------------------
+
+compose_args=(--dir "$deploy/compose" --require-jsonschema)
+if [[ -n "$bin" ]] && command -v openssl >/dev/null 2>&1; then
+    compose_args+=(--portcullis "$bin")
+    step "compose/check.py (schema, hardening, wiring, init.sh; \`$bin check\` on the compose layout)"
+else
+    step "compose/check.py (schema, hardening, wiring, init.sh; no portcullis binary or openssl: skipping \`portcullis check\`)"
+fi
+"$py" "$deploy/compose/check.py" "${compose_args[@]}" || fail "docker compose quickstart (compose/check.py, above)"
+
+echo "check.sh: OK: deploy/ manifests, unit, Dockerfile and compose quickstart pass"
