@@ -34,7 +34,7 @@ except ImportError:  # pragma: no cover
 FAILURES = []
 CHECKS = 0
 
-# Gateway defaults (README.md, "Configuration reference").
+# Gateway defaults (docs/src/reference/configuration.md, "Gateway file").
 DEFAULT_GRACE = 10.0
 DEFAULT_DRAIN = 5.0
 ADMIN_PORT_DEFAULT = 9901

@@ -1,6 +1,6 @@
 //! Portcullis: a security gateway for partner APIs, built on pingora.
 //!
-//! The tree follows a request (see `docs/architecture.md` at the repository
+//! The tree follows a request (see `docs/src/architecture.md` at the repository
 //! root): `transport` accepts and guards the connection, `proxy` is the
 //! pingora `ProxyHttp` implementation that calls each `stage` in turn and
 //! maps its result, `stage` holds the checks themselves as plain Rust that

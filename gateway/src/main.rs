@@ -62,6 +62,12 @@ enum Command {
         #[arg(value_enum)]
         of: SchemaOf,
     },
+    /// Print a reference page of the book (docs/src/reference/generated/):
+    /// the gateway file's or policy files' fields, or every problem code.
+    Reference {
+        #[arg(value_enum)]
+        of: ReferenceOf,
+    },
     /// Check or search the audit trail.
     Audit {
         #[command(subcommand)]
@@ -83,6 +89,13 @@ enum Command {
 enum SchemaOf {
     Gateway,
     Policy,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ReferenceOf {
+    Gateway,
+    Policy,
+    Errors,
 }
 
 #[derive(Subcommand)]
@@ -372,6 +385,17 @@ fn main() -> ExitCode {
                 match of {
                     SchemaOf::Gateway => portcullis::config::schema::gateway(),
                     SchemaOf::Policy => portcullis::config::schema::policy(),
+                }
+            );
+            Ok(())
+        }
+        Command::Reference { of } => {
+            print!(
+                "{}",
+                match of {
+                    ReferenceOf::Gateway => portcullis::cli::reference::gateway_file(),
+                    ReferenceOf::Policy => portcullis::cli::reference::policy_file(),
+                    ReferenceOf::Errors => portcullis::cli::reference::problem_codes(),
                 }
             );
             Ok(())

@@ -87,7 +87,7 @@ fn ensure_secrets(dir: &Path) -> Result<(), String> {
 
 fn gateway_yaml(opts: &DemoOptions) -> String {
     format!(
-        "# Written by `portcullis demo`; see README.md for every field.\n\
+        "# Written by `portcullis demo`; every field is in docs/src/reference/configuration.md.\n\
          listen:\n  https: \"{https}\"\n\
          admin:\n  address: \"{admin}\"\n  token_file: admin-token\n\
          keys:\n  path: keys.json\n  pepper_file: pepper\n\

@@ -6,3 +6,4 @@ pub mod audit;
 pub mod demo;
 pub mod keys;
 pub mod owners;
+pub mod reference;

@@ -8,41 +8,65 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Where the audit trail is written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuditOutput {
     /// One JSON line per record on stdout (logs go to stderr).
     #[default]
     Stdout,
-    /// A file, rotated by size.
+    /// One JSON line per record, appended to the file at `path` and rotated by size.
     File,
+    /// No audit trail is written.
     Off,
 }
 
+/// The audit trail: one JSON line per request, written by a dedicated
+/// thread from a bounded queue, so a slow disk never holds a request up.
+/// Allowed requests may be sampled; denials and errors never are. The key
+/// itself, the query string and bodies are never recorded. Events share
+/// the trail: `blocked` (an address or key id blocked), `anomaly` (a
+/// partner far above its baseline) and `records_dropped`. Each line ends
+/// with a sequence number and a chain hash (BLAKE3 over the previous
+/// line's chain and this line's bytes), which continues across restarts
+/// and rotated files, so `portcullis audit verify` can name the first
+/// altered, removed or reordered record.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
+    /// Where the trail is written: one JSON line per record on stdout (logs
+    /// go to stderr), to a file, or nowhere.
+    ///
+    /// Default: `stdout`.
     #[serde(default)]
     pub output: AuditOutput,
-    /// The file for `output: file`, relative to the gateway file.
+    /// The file for `output: file`, relative to the gateway file. It is
+    /// appended to, and the chain continues across restarts.
     #[serde(default = "default_audit_path")]
     pub path: PathBuf,
-    /// Size at which the file is rotated to `<path>.1`.
+    /// Size in bytes at which the file is rotated to `<path>.1`, older
+    /// rotated files moving on up to `<path>.<keep>`. With `output: file` it
+    /// must be at least 4096.
     #[serde(default = "default_audit_max_bytes")]
     pub max_bytes: u64,
-    /// Rotated files kept (`<path>.1` … `<path>.<keep>`).
+    /// How many rotated files are kept: `<path>.1` … `<path>.<keep>`.
     #[serde(default = "default_audit_keep")]
     pub keep: usize,
-    /// Share of allowed requests recorded (0.0–1.0). Denials and errors
-    /// are always recorded.
+    /// Share of allowed requests recorded, from 0.0 to 1.0. Denials and
+    /// errors are always recorded.
     #[serde(default = "default_sample")]
     pub sample_allowed: f64,
-    /// Records waiting to be written; when full, records are dropped and
-    /// counted (the request is never held up).
+    /// How many records may wait for the writer thread; it must be greater
+    /// than 0. When the queue is full, records are dropped, counted in
+    /// `portcullis_audit_records_dropped_total` and noted in the trail by a
+    /// `records_dropped` event with the count; the request is never held up.
     #[serde(default = "default_audit_queue")]
     pub queue: usize,
-    /// A secret file (≥ 32 bytes) keying the chain hash, so the trail
-    /// cannot be rewritten by someone who can only edit the file.
+    /// A secret file (at least 32 bytes) keying the chain hash, relative to
+    /// the gateway file, so someone who can edit the trail cannot recompute
+    /// the chain. Without it, someone who can rewrite the whole file can
+    /// recompute the chain. `portcullis audit verify` needs the same key
+    /// (`--key-file`).
     #[serde(default)]
     pub chain_key_file: Option<PathBuf>,
 }
@@ -77,17 +101,24 @@ fn default_audit_queue() -> usize {
     65_536
 }
 
+/// Prometheus metrics, served on the admin listener at `/metrics` (and,
+/// with `address`, on a listener of their own that serves nothing else).
+/// Labels are route names, stage names and stable codes, never raw paths;
+/// partner label values are capped and can be switched off.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSettings {
-    /// Count requests per partner (`portcullis_partner_requests_total`).
+    /// Count requests per partner (`portcullis_partner_requests_total`, by
+    /// partner and decision). With `false` they are not counted by partner.
     #[serde(default = "default_true")]
     pub partner_label: bool,
-    /// Distinct partner label values; later partners count as `_other`.
+    /// Most distinct partner label values; partners seen after that are
+    /// counted as `_other`.
     #[serde(default = "default_max_partners")]
     pub max_partners: usize,
-    /// A listener of its own that serves `/metrics` and nothing else, so
-    /// Prometheus needs no path to the admin listener's key API.
+    /// A listener of its own that serves `/metrics` and nothing else, over
+    /// plain HTTP, so Prometheus needs no path to the admin listener's key
+    /// API. The admin listener keeps serving `/metrics` too.
     #[serde(default)]
     pub address: Option<std::net::SocketAddr>,
 }
@@ -110,38 +141,59 @@ fn default_max_partners() -> usize {
 }
 
 /// A rate: `requests` per `per`, with bursts of up to `burst` at once
-/// (default: `requests`).
+/// (default: `requests`). Limits are enforced by GCRA before validation;
+/// a refused request gets 429 `rate_limited` with `Retry-After`. With the
+/// Redis key store a limit is shared by every node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateSpec {
+    /// Requests allowed per `per`; at least 1.
     pub requests: u32,
+    /// The period `requests` are allowed in (`1m`); greater than 0.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub per: Duration,
+    /// Requests that may be admitted at once; at least 1.
+    ///
+    /// Default: `requests`.
     #[serde(default)]
     pub burst: Option<u32>,
 }
 
+/// Where rate limits are counted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LimitStore {
-    /// Shared through the Redis key store when there is one, else local.
+    /// Shared through the Redis key store when `keys.store` is `redis`, else per node.
     #[default]
     Auto,
-    /// Each node counts alone.
+    /// Each node counts alone, always.
     Local,
 }
 
+/// How the rate limits that policy files give partners (`limits.rate`)
+/// and routes (`rate_limit`) are counted. With the Redis key store they
+/// are shared by every node (one Lua script, Redis's clock). When Redis
+/// does not answer within `timeout`, the node decides alone with the same
+/// limits for `retry_after_failure`, counts
+/// `portcullis_rate_limit_local_decisions_total` and sets
+/// `portcullis_rate_limit_store_up` to 0; it returns to shared limits by
+/// itself. During an outage, a cluster of N nodes therefore admits up to N
+/// times the limit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
+    /// Whether limits are shared through Redis or counted on each node.
+    ///
+    /// Default: `auto`.
     #[serde(default)]
     pub store: LimitStore,
-    /// How long a shared decision may take before the node decides alone.
+    /// Longest wait for a shared decision before this node decides alone.
     #[serde(default = "default_limit_timeout", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub timeout: Duration,
-    /// After Redis fails, how long the node decides alone before asking again.
+    /// After Redis failed, how long the node decides alone before asking
+    /// again.
     #[serde(default = "default_limit_retry", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub retry_after_failure: Duration,
@@ -164,21 +216,31 @@ fn default_limit_retry() -> Duration {
     Duration::from_secs(1)
 }
 
-/// Blocking of clients that keep failing authentication.
+/// Blocking of clients that keep failing authentication. Failures (401s
+/// and suspended keys) are counted per client address and per key id over
+/// a sliding window. Blocks are per node; they are audited (`blocked`
+/// event), logged on `portcullis::suspicious` and counted
+/// (`portcullis_clients_blocked_total`, `portcullis_blocked_clients`).
+/// Operators list and lift them on the admin API: `GET /v1/blocks`,
+/// `DELETE /v1/blocks/clients/{ip}`, `DELETE /v1/blocks/keys/{key_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthFailureSettings {
-    /// Failures from one client address within `window` before it is
-    /// blocked; 0 turns this off.
+    /// Authentication failures from one client address within `window`
+    /// before it is blocked: for `block_for`, every request from that
+    /// address gets 429 `client_blocked` with `Retry-After`, before any key
+    /// is looked at. 0 turns this off.
     #[serde(default = "default_failures")]
     pub per_client: u32,
-    /// Failures presenting one key id within `window` before that key is
-    /// blocked; 0 turns this off.
+    /// Failures presenting one key id within `window` before that key id is
+    /// blocked: for `block_for`, it gets 429 `key_blocked`. 0 turns this off.
     #[serde(default = "default_failures")]
     pub per_key: u32,
+    /// The sliding window failures are counted over; greater than 0.
     #[serde(default = "default_failure_window", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub window: Duration,
+    /// How long a block lasts.
     #[serde(default = "default_block_for", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub block_for: Duration,
@@ -206,20 +268,31 @@ fn default_block_for() -> Duration {
 }
 
 /// Flags a partner whose request or error count in an interval jumps far
-/// above its own recent average.
+/// above its own recent average. Each partner's requests and failures
+/// (denials and errors) are counted per `interval` against an
+/// exponentially weighted baseline of its own. A count above `factor` ×
+/// baseline, and at least `min_count`, sets
+/// `portcullis_partner_anomaly{partner,kind}` to 1 (`kind` is
+/// `request_rate` or `error_rate`) until it subsides, and writes an
+/// `anomaly` event into the audit trail.
 #[derive(Debug, Clone, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnomalySettings {
+    /// The interval each partner's requests and failures are counted per;
+    /// greater than 0.
     #[serde(default = "default_anomaly_interval", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub interval: Duration,
-    /// How many times the baseline counts as a jump.
+    /// How many times its baseline a count must exceed to be flagged (the
+    /// baseline times this counts as a jump); greater than 1.
     #[serde(default = "default_factor")]
     pub factor: f64,
-    /// Below this many requests (or errors) in an interval, nothing is flagged.
+    /// The least count that can be flagged: below this many requests (or
+    /// failures) in an interval, nothing is flagged.
     #[serde(default = "default_min_count")]
     pub min_count: u64,
-    /// Intervals the baseline averages over (exponentially weighted).
+    /// Intervals the (exponentially weighted) baseline averages over; at
+    /// least 1.
     #[serde(default = "default_baseline")]
     pub baseline_intervals: u32,
     /// Intervals a newly seen partner is only observed before it can be flagged.
@@ -255,11 +328,18 @@ fn default_warmup() -> u32 {
     6
 }
 
+/// Abuse detection: blocking of client addresses and key ids that keep
+/// failing authentication, and flagging of partners whose traffic jumps
+/// far above their own baseline.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AbuseSettings {
+    /// Brute-force blocking: a client address or key id that keeps failing
+    /// authentication is refused for a while.
     #[serde(default)]
     pub auth_failures: AuthFailureSettings,
+    /// Anomalies: a partner whose request or failure count jumps far above
+    /// its own baseline is flagged.
     #[serde(default)]
     pub anomaly: AnomalySettings,
 }

@@ -257,7 +257,7 @@ async fn a_three_node_cluster_shares_keys_and_survives_a_redis_failover() {
             n + 1,
             seen.len()
         );
-        // README, "Running in production": Sentinel's down-after (1 s) and
+        // docs/src/operations/redis-outage.md, "Failover with Sentinel": Sentinel's down-after (1 s) and
         // failover, plus one lease (2 s), plus a renewal: 10 s at most here.
         assert!(
             outage < Duration::from_secs(10),

@@ -1,5 +1,7 @@
-//! The YAML model, as users write it. Field names and defaults here are the
-//! configuration reference in README.md: keep the two in step.
+//! The YAML model, as users write it. The doc comments here are the
+//! configuration reference: `portcullis config-schema` turns them into the
+//! editors' schemas and `portcullis reference` into the book's field tables
+//! (docs/src/reference/generated/), and tests fail when either is stale.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +14,9 @@ mod policy;
 
 pub use policy::*;
 
-/// The gateway file given to `portcullis run --config`.
+/// The gateway file given to `portcullis run --config`. A deployment is
+/// one gateway file and the policy files it names. Relative paths are
+/// relative to the file that contains them, and unknown fields are errors.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GatewayFile {
@@ -23,13 +27,16 @@ pub struct GatewayFile {
     pub tls: TlsFiles,
     #[serde(default)]
     pub http: HttpSettings,
-    /// Glob patterns of policy files, relative to the gateway file.
+    /// Glob patterns of policy files, relative to the gateway file. Each
+    /// pattern must match at least one file.
     #[serde(default = "default_policies")]
     #[schemars(with = "Vec<String>")]
     pub policies: Vec<Spanned<String>>,
     #[serde(default)]
     pub keys: KeysSettings,
-    /// Where the ownership index of `resources:` lives.
+    /// Where the ownership index of `resources:` lives: in the key store's
+    /// engine, a file with `keys.store: embedded` and the key store's Redis
+    /// with `redis`.
     #[serde(default)]
     pub ownership: OwnershipSettings,
     #[serde(default)]
@@ -38,8 +45,8 @@ pub struct GatewayFile {
     pub server: ServerSettings,
     #[serde(default)]
     pub identity: IdentitySettings,
-    /// Directory of JSON Schema files routes name, relative to the
-    /// gateway file. `$ref`s resolve inside it (and inside imported
+    /// Directory of the JSON Schema files policies name, relative to the
+    /// gateway file. `$ref`s resolve only inside it (and inside imported
     /// OpenAPI documents' directories), never over the network.
     #[serde(default = "default_schemas_dir")]
     pub schemas: PathBuf,
@@ -59,18 +66,27 @@ pub struct GatewayFile {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResponseSettings {
-    /// Upstream response headers removed; a trailing `*` matches any suffix.
+    /// Upstream response headers removed from every answer; a trailing `*`
+    /// matches any suffix.
     #[serde(default = "default_strip_response_headers")]
     pub strip_headers: Vec<String>,
-    /// Upstream error bodies replaced by a problem document: `server`
-    /// (5xx, the default), `all` (4xx too) or `none`.
+    /// Which upstream error answers have their body replaced by a problem
+    /// document (`upstream_failed`, with the request id). They keep their
+    /// status but lose their body and headers such as `Location`, `Set-Cookie`
+    /// and `Content-Encoding`.
+    ///
+    /// Default: `server`.
     #[serde(default)]
     pub replace_errors: ReplaceErrors,
-    /// Withhold responses carrying text shaped like an API key of ours or
-    /// a PEM private key.
+    /// Withhold answers carrying text shaped like one of our API keys or a PEM
+    /// private key. A held answer becomes 502 `response_leak_blocked`, a
+    /// streamed one is cut before the chunk that would complete the match, and
+    /// an upstream header carrying one also turns the answer into the 502.
+    /// `portcullis check` warns when this is off.
     #[serde(default = "default_true")]
     pub block_secrets: bool,
-    /// How much of a replaced error body is logged for investigation.
+    /// How much of a replaced error body is logged for investigation (target
+    /// `portcullis::upstream_error`).
     #[serde(default = "default_error_excerpt")]
     pub error_log_bytes: usize,
 }
@@ -109,9 +125,12 @@ impl Default for ResponseSettings {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReplaceErrors {
+    /// 5xx answers only.
     #[default]
     Server,
+    /// 4xx and 5xx answers.
     All,
+    /// Nothing is replaced: upstream error answers pass unchanged.
     None,
 }
 
@@ -127,21 +146,28 @@ fn default_policies() -> Vec<Spanned<String>> {
     )]
 }
 
+/// The listeners clients connect to. Only `listen.https` faces partners.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Listen {
     /// The public HTTPS listener.
     #[serde(default = "default_https")]
     pub https: SocketAddr,
-    /// Optional plaintext listener that only redirects (GET/HEAD) or refuses.
+    /// An optional plaintext listener. It answers GET and HEAD with a 308
+    /// redirect to HTTPS and everything else with 426, and never forwards a
+    /// request.
     #[serde(default)]
     pub plaintext: Option<SocketAddr>,
-    /// Port used in redirects to HTTPS when it differs from `https`'s port
-    /// (for example behind a port-mapping load balancer).
+    /// Port written into the plaintext listener's redirects, when it differs
+    /// from `https`'s port (for example behind a port-mapping load balancer).
+    ///
+    /// Default: `listen.https`'s port.
     #[serde(default)]
     pub redirect_port: Option<u16>,
-    /// Read the PROXY protocol (v1 or v2) on the HTTPS listener, from
-    /// these networks only.
+    /// Read a PROXY protocol header (v1 or v2) before TLS on the HTTPS
+    /// listener, from the balancers in `from` only.
+    ///
+    /// Default: none, so no PROXY header is read.
     #[serde(default)]
     pub proxy_protocol: Option<ProxyProtocolSettings>,
 }
@@ -150,7 +176,8 @@ pub struct Listen {
 #[serde(deny_unknown_fields)]
 pub struct ProxyProtocolSettings {
     /// The balancers (addresses or CIDR networks) that must send a PROXY
-    /// header; a connection from elsewhere that sends one is closed.
+    /// header; the address it carries becomes the client's. A connection from
+    /// them without one, or from anywhere else with one, is closed.
     pub from: Vec<String>,
 }
 
@@ -169,14 +196,19 @@ impl Default for Listen {
     }
 }
 
+/// The admin listener: health, readiness, metrics and the key-management
+/// API. Keep it on loopback or a monitoring-only network.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Admin {
-    /// Health, readiness and metrics; never on the public listener.
+    /// Serves `/healthz` (liveness), `/readyz` (readiness), `/metrics` and the
+    /// key API; never on the public listener. `/readyz` answers 503 while the
+    /// node drains, while a Redis node is past its lease and while the audit
+    /// trail cannot be written.
     #[serde(default = "default_admin")]
     pub address: SocketAddr,
-    /// File holding the bearer token of the key-management API. Without
-    /// one, that API is disabled.
+    /// File holding the bearer token of the admin API (at least 32
+    /// characters). Without one, the key-management API is disabled.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
 }
@@ -194,6 +226,10 @@ impl Default for Admin {
     }
 }
 
+/// The HTTPS listener's certificate and key. They are validated at load
+/// (readable, PEM, a matching pair, currently valid) and re-read without a
+/// restart on SIGHUP or when the files change; a broken replacement is
+/// refused and the old pair keeps serving.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsFiles {
@@ -201,7 +237,8 @@ pub struct TlsFiles {
     pub certificate: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
     pub private_key: PathBuf,
-    /// `Strict-Transport-Security` value sent on every response.
+    /// `Strict-Transport-Security` value sent on every response, proxied or
+    /// generated.
     #[serde(default = "default_hsts")]
     pub hsts: String,
 }
@@ -210,15 +247,21 @@ fn default_hsts() -> String {
     "max-age=63072000; includeSubDomains".to_string()
 }
 
+/// Limits and timeouts of client connections, and how the client's
+/// address is found.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
-    /// A client must deliver a request's whole header block within this time.
+    /// A client must deliver a request's whole header block within this time:
+    /// the first request from the connection's start, later ones on a
+    /// kept-alive connection from their first byte. An HTTP/2 connection must
+    /// send its preface within the same time.
     #[serde(default = "default_header_timeout", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub header_timeout: Duration,
-    /// A client must deliver a request body the gateway inspects (a body
-    /// binding) within this time.
+    /// A request body the gateway reads whole (on buffered routes, such as
+    /// those with a body schema or a body binding) must arrive within this
+    /// time, or the request gets 408 `body_timeout`.
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub body_timeout: Duration,
@@ -228,15 +271,19 @@ pub struct HttpSettings {
     #[serde(default = "default_write_timeout", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub client_io_timeout: Duration,
-    /// Idle time allowed between requests on a kept-alive connection.
+    /// Idle time allowed between requests on a kept-alive connection; also
+    /// HTTP/2's idle timeout.
     #[serde(default = "default_keepalive", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub keepalive_timeout: Duration,
+    /// Largest request header block accepted; larger ones get 431.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Longest request target accepted; longer ones get 414.
     #[serde(default = "default_max_uri_bytes")]
     pub max_uri_bytes: usize,
-    /// Keep a well-formed incoming `X-Request-Id` instead of generating one.
+    /// Keep a well-formed incoming `X-Request-Id` (8–64 characters of
+    /// `A-Za-z0-9._:-`) instead of generating one.
     #[serde(default = "default_true")]
     pub trust_request_id: bool,
     /// Offer HTTP/2 by ALPN on the HTTPS listener.
@@ -249,14 +296,16 @@ pub struct HttpSettings {
     /// which always applies. A trailing `*` matches any suffix.
     #[serde(default)]
     pub override_headers: Vec<String>,
-    /// Load balancers and CDNs (addresses or CIDR networks) whose word on
-    /// the client's address is believed, through `client_ip_header`. Empty:
-    /// the TCP peer is the client.
+    /// Load balancers and CDNs (addresses or CIDR networks; never `0.0.0.0/0`)
+    /// whose word on the client's address is believed, through
+    /// `client_ip_header`. Empty: the TCP peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// Where a trusted proxy puts the client's address: `x-forwarded-for`
     /// (the rightmost entry that is not a trusted proxy) or a header holding
-    /// one address (`cf-connecting-ip`, `true-client-ip`, `x-real-ip`).
+    /// one address (`cf-connecting-ip`, `true-client-ip`, `x-real-ip`). It is
+    /// removed before forwarding. A trusted proxy that names no address, or
+    /// something that is not one address, gets 400 `client_address_invalid`.
     #[serde(default = "default_client_ip_header")]
     pub client_ip_header: String,
 }
@@ -305,27 +354,33 @@ impl Default for HttpSettings {
     }
 }
 
-/// Where keys live and how they are presented.
+/// Where keys live and how they are presented. Only a keyed hash of each
+/// key (BLAKE3 with the pepper) is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeysSettings {
-    /// `embedded` (one node, a local file) or `redis` (many nodes).
+    /// Where keys, and the ownership index, are kept.
+    ///
+    /// Default: `embedded`.
     #[serde(default)]
     pub store: StoreKind,
     /// Connection to the Redis store; required when `store: redis`.
     #[serde(default)]
     pub redis: Option<RedisSettings>,
-    /// The embedded store's file (hashes only). Relative to the gateway file.
+    /// The embedded store's file, holding key hashes only (mode 0600).
+    /// Relative to the gateway file.
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
-    /// File holding the 32-byte pepper as 64 hex characters; without it,
-    /// the `PORTCULLIS_PEPPER` environment variable is used.
+    /// File holding the 32-byte pepper as 64 hex characters
+    /// (`openssl rand -hex 32`); without it, the `PORTCULLIS_PEPPER`
+    /// environment variable is read, and `run` refuses to start without a
+    /// pepper. Losing the pepper invalidates every key.
     #[serde(default)]
     pub pepper_file: Option<PathBuf>,
     /// Header carrying the key, besides `Authorization: Bearer`.
     #[serde(default = "default_key_header")]
     pub header: String,
-    /// Most keys remembered per node (positive and negative entries).
+    /// Most keys remembered per node, known and unknown ones alike.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
     /// How long an unknown key is remembered as unknown.
@@ -333,9 +388,11 @@ pub struct KeysSettings {
     #[schemars(with = "super::schema::HumanDuration")]
     pub negative_ttl: Duration,
     /// Unknown keys one client address may present per `unknown_key_window`
-    /// before its uncached keys are refused (429) without a store lookup.
+    /// before its uncached keys are refused (429 `too_many_unknown_keys`)
+    /// without a store lookup.
     #[serde(default = "default_unknown_key_limit")]
     pub unknown_key_limit: u32,
+    /// The window `unknown_key_limit` counts over.
     #[serde(default = "default_unknown_key_window", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub unknown_key_window: Duration,
@@ -347,13 +404,19 @@ pub struct KeysSettings {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OwnershipSettings {
-    /// The embedded index's file (an append-only log). Relative to the
-    /// gateway file; default: `owners.jsonl` beside `keys.path`, the
-    /// directory the gateway already writes its key store to.
+    /// With `keys.store: embedded`, the ownership index of routes with
+    /// `resource:`: an append-only log of JSON lines (mode 0600). The running
+    /// gateway locks the same name with the extension `.owner` (by default
+    /// `owners.owner`). It is opened at start even when no policy has
+    /// `resources:`. By default it lives in the key store's directory, which
+    /// the gateway already writes; a path given here is relative to the
+    /// gateway file.
+    ///
+    /// Default: `owners.jsonl` beside `keys.path`.
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// With Redis: owners each node keeps in memory (trusted only while
-    /// its key-store lease runs).
+    /// With `keys.store: redis`: the most owners each node keeps in memory,
+    /// trusted only while its key-store lease runs.
     #[serde(default = "default_ownership_cache")]
     pub cache_entries: usize,
 }
@@ -403,23 +466,30 @@ fn default_negative_ttl() -> Duration {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
+    /// One node: key hashes in a local file (`keys.path`).
     #[default]
     Embedded,
+    /// Many nodes sharing keys, revocations and the ownership index through Redis (`keys.redis`).
     Redis,
 }
 
+/// The Redis key store: standalone, with TLS (`rediss://`), AUTH, or found
+/// through Sentinel.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://host:port/db` or `rediss://…` for TLS. Put no password here.
+    /// `redis://host:port/db`, or `rediss://…` for TLS. Give exactly one of
+    /// `url` and `sentinel`. Put no password here.
     #[serde(default)]
     pub url: Option<String>,
     /// Find the master through Redis Sentinel instead of `url`.
     #[serde(default)]
     pub sentinel: Option<SentinelSettings>,
+    /// ACL user for AUTH to the master.
     #[serde(default)]
     pub username: Option<String>,
-    /// File holding the Redis password (AUTH).
+    /// File holding the Redis password (AUTH); the password is read from a
+    /// file, never from the configuration.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
     /// PEM CA certificates trusted for `rediss://` instead of the system roots.
@@ -433,7 +503,8 @@ pub struct RedisSettings {
     #[schemars(with = "super::schema::HumanDuration")]
     pub timeout: Duration,
     /// How long a node trusts its cache without hearing from Redis: the
-    /// worst-case wait of a rotation, and the outage grace for known keys.
+    /// worst-case wait of a rotation (one lease plus `timeout`), and the
+    /// outage grace for known keys.
     #[serde(default = "default_lease", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub lease: Duration,
@@ -444,12 +515,13 @@ pub struct RedisSettings {
     pub replicas_ack: u32,
 }
 
+/// Redis Sentinel: where the master is found.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SentinelSettings {
-    /// The monitored master's name.
+    /// The name of the master the Sentinels monitor.
     pub master: String,
-    /// Sentinel addresses, `host:port`.
+    /// Sentinel addresses, as `host:port`.
     pub addresses: Vec<String>,
     /// ACL user the Sentinels themselves require (their `user` / the
     /// master's `sentinel sentinel-user`); `keys.redis.username` is the
@@ -492,11 +564,28 @@ impl Default for KeysSettings {
     }
 }
 
+/// How configuration changes are picked up. A reload (SIGHUP or a file
+/// change) applies `policies` and the policy files, `identity`, `response`,
+/// `schemas`, `tls.hsts` and the `http` settings the plan holds
+/// (`body_timeout`, `client_io_timeout`, `max_header_bytes`,
+/// `max_uri_bytes`, `trust_request_id`, `override_headers`,
+/// `trusted_proxies`, `client_ip_header`). Everything built once at start
+/// needs a restart: `listen`, `admin`, `server`, `keys`, `ownership`,
+/// `reload`, `audit`, `metrics`, `rate_limits`, `abuse`, the TLS file
+/// paths, `http.header_timeout`, `http.keepalive_timeout` and `http.h2`. A
+/// reload that changes one of these is refused whole, with an error naming
+/// each such setting, and the running configuration keeps serving; the
+/// policy edits in the same reload wait too, so what runs is always one
+/// file's worth of configuration. `portcullis check --reload` prints this
+/// classification and every file the watch covers. The certificate files
+/// are re-read on SIGHUP or change without a restart.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reload {
-    /// How often policy and certificate files are checked for changes;
-    /// `0s` turns the watch off (SIGHUP still reloads).
+    /// How often the watched files (the gateway file, the policy files and the
+    /// files they name, such as schemas, OpenAPI documents, CAs, the assertion
+    /// key and the certificates) are checked for changes; `0s` turns the watch
+    /// off (SIGHUP still reloads).
     #[serde(default = "default_watch", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub watch_interval: Duration,
@@ -514,21 +603,25 @@ impl Default for Reload {
     }
 }
 
+/// The process: worker threads, in-place upgrades and shutdown.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Worker threads per listener; 0 means one per CPU.
     #[serde(default)]
     pub threads: usize,
-    /// Written by pingora in daemon mode only (not used by `run` today).
+    /// pingora's pid file, written in daemon mode only (not used by `run`
+    /// today).
     #[serde(default = "default_pid_file")]
     pub pid_file: PathBuf,
-    /// Socket used to hand listeners to a new process on `--upgrade`.
+    /// pingora's upgrade socket, used to hand listeners to a new process on
+    /// `--upgrade`. Keep it in a directory only the gateway can enter (such as
+    /// `/run/portcullis`).
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_sock: PathBuf,
     /// On SIGTERM, how long the gateway keeps accepting while `/readyz`
     /// answers 503, so load balancers stop sending before the listeners
-    /// close. 0 closes them at once.
+    /// close. 0 closes them at once; a second SIGTERM ends the delay.
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub drain_delay: Duration,
@@ -616,16 +709,23 @@ pub enum AssertionAlgorithm {
     HmacSha256,
 }
 
+/// A compact JWT sent with every forwarded request, signed per request.
+/// Its claims name the partner (`sub`), the upstream (`aud`), the request
+/// id (`jti`), the method (`htm`) and the path and query (`htu`), so a
+/// token lifted from one request is worthless on another.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSettings {
+    /// How assertions are signed.
     pub algorithm: AssertionAlgorithm,
-    /// Ed25519: a PKCS#8 PEM private key. HMAC: 64 hex characters (32
-    /// bytes). Relative to the gateway file.
+    /// Ed25519: a PKCS#8 PEM private key
+    /// (`openssl genpkey -algorithm ed25519 -out assertion-key.pem`). HMAC: 64
+    /// hex characters (32 bytes). Relative to the gateway file.
     pub key_file: PathBuf,
+    /// Header carrying the assertion; a client's own copy is removed.
     #[serde(default = "default_assertion_header")]
     pub header: String,
-    /// How long an assertion stays valid after it is issued.
+    /// How long an assertion stays valid after it is issued (`exp` − `iat`).
     #[serde(default = "default_assertion_ttl", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub ttl: Duration,

@@ -349,6 +349,20 @@ pub const BODY_REQUIRED: Reject = Reject::new(400, "body_required", "This route 
 pub const BODY_NOT_UTF8: Reject =
     Reject::new(400, "body_not_utf8", "The request body is not valid UTF-8");
 
+/// The admin listener's answers: they go to operators on their own listener,
+/// whose connections the public listener's closing rule does not govern.
+pub const ADMIN: &[Reject] = &[
+    ADMIN_UNAUTHORIZED,
+    ADMIN_API_DISABLED,
+    ADMIN_NOT_BLOCKED,
+    ADMIN_KEY_NOT_FOUND,
+    ADMIN_KEY_CONFLICT,
+    ADMIN_OWNER_NOT_FOUND,
+    ADMIN_BAD_BODY,
+    ADMIN_BAD_PARTNER,
+    ADMIN_STORE_DOWN,
+];
+
 /// Every problem, for the documentation check and the uniqueness test.
 pub const ALL: &[Reject] = &[
     ROUTE_NOT_FOUND,
