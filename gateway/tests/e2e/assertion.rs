@@ -113,3 +113,209 @@ async fn hmac_assertions_work_too() {
         assert_eq!(resp.status(), expected);
     }
 }
+
+/// A verification snippet of the book (`docs/src/concepts/assertion/`), ready
+/// to run, or why its toolchain is missing.
+fn snippet(language: &str, build_dir: &std::path::Path) -> Result<Vec<String>, String> {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/concepts/assertion");
+    let file = |name: &str| dir.join(name).display().to_string();
+    let succeeds = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .map(|out| out.status.success())
+            .unwrap_or(false)
+    };
+    match language {
+        "python" if succeeds("python3", &["-c", "import cryptography"]) => {
+            Ok(vec!["python3".into(), file("verify.py")])
+        }
+        "python" => Err("python3 with the cryptography package".into()),
+        "node" if succeeds("node", &["--version"]) => Ok(vec!["node".into(), file("verify.mjs")]),
+        "node" => Err("node".into()),
+        "java" if succeeds("javac", &["-version"]) => {
+            let out = build_dir.display().to_string();
+            assert!(
+                succeeds("javac", &["-d", &out, &file("Verify.java")]),
+                "Verify.java does not compile"
+            );
+            Ok(vec!["java".into(), "-cp".into(), out, "Verify".into()])
+        }
+        "java" => Err("javac (a JDK, 17 or later)".into()),
+        "go" if succeeds("go", &["version"]) => {
+            let binary = build_dir.join("verify-go").display().to_string();
+            assert!(
+                succeeds("go", &["build", "-o", &binary, &file("verify.go")]),
+                "verify.go does not build"
+            );
+            Ok(vec![binary])
+        }
+        "go" => Err("go".into()),
+        _ => unreachable!("no snippet for {language}"),
+    }
+}
+
+/// The snippets the book tells upstream developers to copy, run against the
+/// assertions a running gateway signs, with both algorithms: each accepts
+/// the request an assertion was issued for and refuses a forged signature,
+/// another query, method, partner or audience, and the other algorithm. A
+/// language whose toolchain is missing is skipped with a message on stderr,
+/// and fails the test when `PORTCULLIS_REQUIRE_SNIPPETS` names it (CI
+/// requires python and node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_books_verification_snippets_accept_real_assertions_and_refuse_lifted_ones() {
+    let keys = tempfile::tempdir().unwrap();
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let private = keys.path().join("assertion.pem");
+    std::fs::write(&private, pair.serialize_pem()).unwrap();
+    let public = keys.path().join("public.pem");
+    std::fs::write(&public, pair.public_key_pem()).unwrap();
+    let secret = keys.path().join("assertion.hex");
+    std::fs::write(&secret, "3c".repeat(32)).unwrap();
+
+    let target = "/partners/acme/orders?x=1";
+    let mut signed = Vec::new();
+    for (algorithm, gateway_key, verify_key, name) in [
+        ("ed25519", &private, &public, "ed25519"),
+        ("hmac-sha256", &secret, &secret, "hmac"),
+    ] {
+        let up = Upstream::start().await;
+        let mut config = GatewayConfig::orders(&up.url());
+        config.extra = identity_yaml(algorithm, gateway_key);
+        let gw = Gateway::start(config).await;
+        let resp = gw.client().get(gw.url(target)).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let seen = up.recorder.requests();
+        let token = seen[0]
+            .header("x-portcullis-assertion")
+            .unwrap()
+            .to_string();
+        signed.push((name, verify_key.display().to_string(), token));
+    }
+
+    let required = std::env::var("PORTCULLIS_REQUIRE_SNIPPETS").unwrap_or_default();
+    let build = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for language in ["python", "node", "java", "go"] {
+        let command = match snippet(language, build.path()) {
+            Ok(command) => command,
+            Err(missing) => {
+                assert!(
+                    !required.split(',').any(|r| r.trim() == language),
+                    "PORTCULLIS_REQUIRE_SNIPPETS names {language}, but {missing} is not installed"
+                );
+                // Straight to stderr, past the test harness's capture, so a
+                // skipped language shows in every run.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED: the {language} assertion snippet was not run: {missing} is not installed"
+                );
+                continue;
+            }
+        };
+        let run = |algorithm: &str,
+                   key: &str,
+                   audience: &str,
+                   method: &str,
+                   target: &str,
+                   token: &str| {
+            let out = std::process::Command::new(&command[0])
+                .args(&command[1..])
+                .args([algorithm, key, audience, method, target, token])
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            )
+        };
+        for (algorithm, key, token) in &signed {
+            let (algorithm, key, token): (&str, &str, &str) = (algorithm, key, token);
+            assert_eq!(
+                run(algorithm, key, "orders", "GET", target, token),
+                (Some(0), "acme".to_string()),
+                "{language} {algorithm}: the request the assertion was issued for"
+            );
+            // The signature's first character carries six bits of it (the last
+            // may carry only padding a lenient decoder ignores).
+            let at = token.rfind('.').unwrap() + 1;
+            let first = if token[at..].starts_with('A') {
+                "B"
+            } else {
+                "A"
+            };
+            let forged = format!("{}{first}{}", &token[..at], &token[at + 1..]);
+            let (other_algorithm, other_key, _) =
+                signed.iter().find(|(a, _, _)| *a != algorithm).unwrap();
+            let (other_algorithm, other_key): (&str, &str) = (other_algorithm, other_key);
+            for (why, algorithm, key, audience, method, target, token) in [
+                (
+                    "a forged signature",
+                    algorithm,
+                    key,
+                    "orders",
+                    "GET",
+                    target,
+                    forged.as_str(),
+                ),
+                (
+                    "another query",
+                    algorithm,
+                    key,
+                    "orders",
+                    "GET",
+                    "/partners/acme/orders?x=2",
+                    token,
+                ),
+                (
+                    "another method",
+                    algorithm,
+                    key,
+                    "orders",
+                    "POST",
+                    target,
+                    token,
+                ),
+                (
+                    "another partner",
+                    algorithm,
+                    key,
+                    "orders",
+                    "GET",
+                    "/partners/globex/orders?x=1",
+                    token,
+                ),
+                (
+                    "another audience",
+                    algorithm,
+                    key,
+                    "billing",
+                    "GET",
+                    target,
+                    token,
+                ),
+                (
+                    "the other algorithm",
+                    other_algorithm,
+                    other_key,
+                    "orders",
+                    "GET",
+                    target,
+                    token,
+                ),
+            ] {
+                let (code, said) = run(algorithm, key, audience, method, target, token);
+                assert_eq!(
+                    code,
+                    Some(1),
+                    "{language}: {why} must be refused, got {said:?}"
+                );
+                assert!(said.starts_with("refused: "), "{language}: {why}: {said:?}");
+            }
+        }
+        ran += 1;
+    }
+    assert!(ran > 0 || required.is_empty(), "no snippet ran");
+}
