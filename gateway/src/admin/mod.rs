@@ -92,7 +92,11 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
-        let answer = if path == keys::PREFIX
+        // One spelling per resource: the handlers split on '/' and skip empty
+        // segments, so `/v1/keys/` or `/v1//keys` would otherwise be aliases.
+        let answer = if path.contains("//") || (path.len() > 1 && path.ends_with('/')) {
+            problem_response(problem::ROUTE_NOT_FOUND)
+        } else if path == keys::PREFIX
             || path.starts_with("/v1/keys/")
             || path.starts_with(keys::PARTNERS_PREFIX)
             || path == keys::BLOCKS_PREFIX

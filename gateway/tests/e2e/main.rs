@@ -20,6 +20,7 @@ mod isolation;
 mod minimise;
 mod monitoring;
 mod one_meaning;
+mod openapi;
 mod ownership;
 mod protocol;
 mod readiness;
