@@ -363,8 +363,8 @@ pub const ADMIN: &[Reject] = &[
     ADMIN_STORE_DOWN,
 ];
 
-/// Every problem, for the documentation check and the uniqueness test.
-pub const ALL: &[Reject] = &[
+/// Every problem the public listener answers with.
+pub const PUBLIC: &[Reject] = &[
     ROUTE_NOT_FOUND,
     METHOD_NOT_ALLOWED,
     BAD_PATH,
@@ -379,15 +379,6 @@ pub const ALL: &[Reject] = &[
     INTERNAL_ERROR,
     CLIENT_ERROR,
     HTTPS_REQUIRED,
-    ADMIN_UNAUTHORIZED,
-    ADMIN_API_DISABLED,
-    ADMIN_NOT_BLOCKED,
-    ADMIN_KEY_NOT_FOUND,
-    ADMIN_KEY_CONFLICT,
-    ADMIN_OWNER_NOT_FOUND,
-    ADMIN_BAD_BODY,
-    ADMIN_BAD_PARTNER,
-    ADMIN_STORE_DOWN,
     KEY_IN_QUERY,
     CONFLICTING_CREDENTIALS,
     KEY_MISSING,
@@ -440,3 +431,8 @@ pub const ALL: &[Reject] = &[
     BODY_REQUIRED,
     BODY_NOT_UTF8,
 ];
+
+/// Every problem, for the documentation checks and the uniqueness test.
+pub fn all() -> impl Iterator<Item = &'static Reject> {
+    PUBLIC.iter().chain(ADMIN)
+}
