@@ -166,22 +166,19 @@ impl<'a> Schema<'a> {
             }
             return;
         }
-        if let Some(values) = body.get("additionalProperties").filter(|v| v.is_object()) {
-            let child = self.resolve(values);
-            if child.body.get("properties").is_some() {
-                self.push(path, node, required, "map of objects", rows);
-                let child_path = format!("{path}.<name>");
-                self.rows(&child_path, &child, false, rows);
-                return;
-            }
-        }
-        if let Some(items) = body.get("items") {
-            let child = self.resolve(items);
-            if child.body.get("properties").is_some() {
-                self.push(path, node, required, "list of objects", rows);
-                let child_path = format!("{path}[]");
-                self.rows(&child_path, &child, false, rows);
-                return;
+        // A map's values or a list's items that are objects get rows of
+        // their own under `path.<name>` or `path[]`.
+        for (key, kind, suffix) in [
+            ("additionalProperties", "map of objects", ".<name>"),
+            ("items", "list of objects", "[]"),
+        ] {
+            if let Some(inner) = body.get(key).filter(|v| v.is_object()) {
+                let child = self.resolve(inner);
+                if child.body.get("properties").is_some() {
+                    self.push(path, node, required, kind, rows);
+                    self.rows(&format!("{path}{suffix}"), &child, false, rows);
+                    return;
+                }
             }
         }
         let kind = self.kind(node);
