@@ -171,7 +171,12 @@ async fn request_ids_are_generated_or_kept_when_well_formed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_failures_become_problems_without_internals() {
     let up = Upstream::start().await;
-    let dead = format!("http://127.0.0.1:{}", free_port());
+    // A port held bound but never listened on refuses every connection, and
+    // no other test's server can take it meanwhile (a port that was merely
+    // free when picked can be, and then answers for it).
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = format!("http://{}", held.local_addr().unwrap());
     let policy = format!(
         "upstreams:\n  orders:\n    url: {}\n    timeouts:\n      read: 300ms\n  dead:\n    url: {dead}\n    timeouts:\n      connect: 500ms\n\
          routes:\n\
@@ -208,6 +213,7 @@ async fn upstream_failures_become_problems_without_internals() {
         !text.to_lowercase().contains("refused"),
         "internal error leaked: {text}"
     );
+    drop(held);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
