@@ -70,7 +70,7 @@ SCHEMA_SOURCE = "compose-spec/compose-spec schema/compose-spec.json"
 
 TOP_LEVEL = {"name", "services", "networks", "volumes", "secrets"}
 # The services and their roles; compose.yaml may not drop any of them.
-GATEWAY, UPSTREAM, REDIS, PROMETHEUS, GRAFANA = "gateway", "upstream", "redis", "prometheus", "grafana"
+GATEWAY, UPSTREAM, REDIS, PROMETHEUS, GRAFANA, JAEGER = "gateway", "upstream", "redis", "prometheus", "grafana", "jaeger"
 LOOPBACK = {"127.0.0.1", "::1", "[::1]"}
 SECRETS_VAR = "PORTCULLIS_COMPOSE_SECRETS"
 
@@ -405,7 +405,7 @@ def lint_hardening(doc, raw, where, gw, used):
             ip, hostp, cport, _ = parsed
             if name == GATEWAY:
                 continue  # below, against the gateway file
-            check(name in (PROMETHEUS, GRAFANA), sw, f"publishes {p}: only the gateway, Prometheus and Grafana may publish ports")
+            check(name in (PROMETHEUS, GRAFANA, JAEGER), sw, f"publishes {p}: only the gateway, Prometheus, Grafana and Jaeger may publish ports")
             check(ip in LOOPBACK, sw, f"port {p} must be bound to 127.0.0.1 (\"127.0.0.1:{hostp or cport}:{cport}\")")
     for name in (UPSTREAM, REDIS):
         svc = services.get(name) or {}
@@ -575,6 +575,20 @@ def lint_wiring(doc, where, gw, gw_host, validators):
             check(any(i in service_secrets(r) for i in inc), rel(conf_host), "must include the requirepass file from a secret of the redis service")
             check(re.search(r"^\s*protected-mode\s+yes", conf, re.M), rel(conf_host), "must say protected-mode yes (else the image's entrypoint turns it off)")
         check(redis.get("password_file") and resolve(redis["password_file"]) in gsecrets, gw_where, "keys.redis.password_file must be set")
+
+    # Spans go to a service the gateway shares a network with, on OTLP/HTTP's port.
+    traces = (gw or {}).get("traces") or {}
+    if traces.get("endpoint"):
+        tm = re.fullmatch(r"(https?)://([^:/@]+)(?::(\d+))?/v1/traces", str(traces["endpoint"]))
+        if check(tm, gw_where, f"traces.endpoint {traces['endpoint']!r} must be http(s)://SERVICE:PORT/v1/traces"):
+            check(tm.group(2) in services and shares_network(tm.group(2)), gw_where,
+                  f"traces.endpoint must name a service on a network the gateway shares (is {tm.group(2)!r})")
+            check(int(tm.group(3) or 0) == 4318, gw_where, "traces.endpoint must use OTLP/HTTP's port 4318")
+            check(tm.group(1) == "https" or traces.get("allow_plaintext") is True, gw_where,
+                  "an http:// traces.endpoint to another service needs traces.allow_plaintext: true")
+        for p in ("ca", "headers_file"):
+            if traces.get(p):
+                provided(resolve(traces[p]), f"traces.{p}")
 
     # Policies: mounted, matching files, schema-valid; upstreams are services.
     policy_files = []

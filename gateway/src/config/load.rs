@@ -83,6 +83,12 @@ pub fn load_settings(config_path: &Path) -> Result<GatewayFile, ConfigErrors> {
         .chain_key_file
         .as_ref()
         .map(|p| resolve_path(&base, p));
+    for p in [&mut settings.traces.ca, &mut settings.traces.headers_file]
+        .into_iter()
+        .flatten()
+    {
+        *p = resolve_path(&base, p);
+    }
     settings.keys.header = settings.keys.header.to_ascii_lowercase();
     if http::HeaderName::from_bytes(settings.keys.header.as_bytes()).is_err() {
         errors.push(ConfigError::new(

@@ -9,6 +9,7 @@ pub mod model;
 pub mod monitoring;
 pub mod restart;
 pub mod schema;
+pub mod traces;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{load_settings, resolve_path};

@@ -59,6 +59,7 @@ pub fn settings(file: &GatewayFile) -> Vec<Setting> {
         metrics,
         rate_limits,
         abuse,
+        traces,
     } = file;
     let Listen {
         https,
@@ -124,6 +125,7 @@ pub fn settings(file: &GatewayFile) -> Vec<Setting> {
         setting("metrics", OnRestart, metrics),
         setting("rate_limits", OnRestart, rate_limits),
         setting("abuse", OnRestart, abuse),
+        setting("traces", OnRestart, traces),
     ]
 }
 

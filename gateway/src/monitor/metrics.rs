@@ -46,6 +46,7 @@ pub struct Metrics {
     pub audit: AuditStats,
     pub targets: TargetStats,
     pub ownership: crate::ownership::service::OwnershipStats,
+    pub traces: crate::monitor::traces::TraceStats,
 }
 
 /// Route label for requests that matched no route.
@@ -221,6 +222,8 @@ impl Metrics {
         register(&registry, &mut names, ownership.preflights.clone())?;
         register(&registry, &mut names, ownership.refusals.clone())?;
         register(&registry, &mut names, ownership.rows_dropped.clone())?;
+        let traces = crate::monitor::traces::TraceStats::new()?;
+        register(&registry, &mut names, traces.spans.clone())?;
         Ok(Metrics {
             registry,
             process,
@@ -245,6 +248,7 @@ impl Metrics {
             audit,
             targets,
             ownership,
+            traces,
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod metrics;
+pub mod traces;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ use crate::limits::anomaly::AnomalyDetector;
 use crate::limits::RateLimiter;
 use crate::monitor::audit::{AuditSink, Entry, Event};
 use crate::monitor::metrics::{Metrics, PartnerLabels};
+use crate::monitor::traces::SpanExport;
+use crate::stage::trace_context::Sampling;
 
 pub struct Monitor {
     pub audit: AuditSink,
@@ -23,6 +26,9 @@ pub struct Monitor {
     pub anomaly: AnomalyDetector,
     pub limiter: RateLimiter,
     pub partner_labels: PartnerLabels,
+    /// Where sampled requests' spans go, and how requests are sampled.
+    pub traces: Option<SpanExport>,
+    pub sampling: Sampling,
 }
 
 impl Monitor {
@@ -34,6 +40,7 @@ impl Monitor {
         redis: Option<Arc<RedisStore>>,
     ) -> Result<Arc<Monitor>, String> {
         let audit = AuditSink::start(&settings.audit, metrics.audit.clone())?;
+        let traces = SpanExport::start(&settings.traces, metrics.traces.clone())?;
         let shared = match (settings.rate_limits.store, settings.keys.store) {
             (LimitStore::Auto, StoreKind::Redis) => redis,
             _ => None,
@@ -52,6 +59,8 @@ impl Monitor {
                 settings.metrics.partner_label,
                 settings.metrics.max_partners,
             ),
+            traces,
+            sampling: traces::sampling(&settings.traces),
         });
         let ticking = Arc::downgrade(&monitor);
         let interval = monitor.anomaly.interval();

@@ -222,6 +222,9 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
     for (field, msg) in crate::config::monitoring::problems(&settings.audit, &settings.abuse) {
         errors.push(ConfigError::new(config_path, None, field, msg));
     }
+    for (field, msg) in crate::config::traces::problems(&settings.traces) {
+        errors.push(ConfigError::new(config_path, None, field, msg));
+    }
     if settings.http.header_timeout.is_zero() {
         errors.push(ConfigError::new(
             config_path,

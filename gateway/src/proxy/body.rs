@@ -19,6 +19,7 @@ use crate::proxy::subrequest::{self, Forwarded, SubReport, Ticket};
 use crate::proxy::Gateway;
 use crate::stage::inspect::{inspect, Rules};
 use crate::stage::problem;
+use crate::stage::record::StageTime;
 use crate::stage::{own, screen};
 
 impl Gateway {
@@ -119,7 +120,7 @@ impl Gateway {
         let report = ticket.outcome.clone();
         let started = Instant::now();
         let forwarded = subrequest::forward(session, ticket, body, self.ownership.as_deref()).await;
-        ctx.stages.upstream = Some(started.elapsed());
+        ctx.stages.upstream = Some(StageTime::since(started));
         if let Ok(report) = report.lock() {
             ctx.upstream = report.upstream;
         }

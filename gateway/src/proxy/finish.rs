@@ -6,6 +6,7 @@ use pingora::Error;
 
 use crate::monitor::audit::{Decision, Entry};
 use crate::monitor::metrics::NO_ROUTE;
+use crate::monitor::traces::RequestSpans;
 use crate::proxy::context::RequestCtx;
 use crate::proxy::Gateway;
 use crate::stage::record::{logged_path, Finished};
@@ -63,6 +64,17 @@ impl Gateway {
             duration_ms = finished.elapsed.as_secs_f64() * 1000.0,
             error = e.map(|e| e.etype().as_str()),
         );
+        if let Some(export) = self.monitor.traces.as_ref().filter(|_| ctx.trace.sampled) {
+            export.record(&RequestSpans {
+                trace: &ctx.trace,
+                finished: &finished,
+                started: ctx.started,
+                upstream_name: ctx.route.as_ref().map(|r| r.upstream.name.as_str()),
+                upstream_addr: ctx.upstream.addr,
+                upstream_attempts: ctx.upstream.attempts,
+                error: e.map(|e| e.etype().as_str()),
+            });
+        }
         if self.monitor.audit.wants(decision) {
             self.monitor
                 .audit
@@ -95,7 +107,7 @@ impl Gateway {
                 metrics
                     .stage_duration
                     .with_label_values(&[f.route, stage])
-                    .observe(time.as_secs_f64());
+                    .observe(time.busy.as_secs_f64());
             }
         }
         if let Some(kind) = f.outcome.upstream_failure() {

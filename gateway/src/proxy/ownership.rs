@@ -75,7 +75,7 @@ impl Gateway {
                 }
             }
         };
-        add_time(&mut ctx.stages.isolation, started.elapsed());
+        add_time(&mut ctx.stages.isolation, started);
         if let Some(seen) = ctx.object.as_mut() {
             seen.known = owner_now.as_deref() == Some(caller);
             seen.named.owner = owner_now.filter(|o| o != caller);

@@ -40,6 +40,7 @@ impl Gateway {
         );
         ctx.trace = trace_context::continue_or_start(
             req.headers.get_all(trace_context::TRACEPARENT).iter(),
+            self.monitor.sampling,
         );
         ctx.plan = Some(plan.clone());
         session.set_keepalive(Some(plan.keepalive_secs));
@@ -103,7 +104,7 @@ impl Gateway {
             client_ip,
         )
         .await;
-        ctx.stages.auth = Some(started.elapsed());
+        add_time(&mut ctx.stages.auth, started);
         let record = match authenticated {
             Ok(record) => record,
             Err((reject, key_id)) => {
@@ -154,7 +155,7 @@ impl Gateway {
             &req.headers,
             &partner.id,
         );
-        add_time(&mut ctx.stages.isolation, started.elapsed());
+        add_time(&mut ctx.stages.isolation, started);
         if let Err(reject) = bound {
             suspicious(ctx, &partner.id, &route.name, reject);
             return refuse(session, ctx, reject).await;
@@ -168,7 +169,7 @@ impl Gateway {
             let checked = v
                 .check_params(req.uri.query(), &params, &req.headers)
                 .and_then(|()| v.check_content_type(screen::content_type(&req.headers)));
-            add_time(&mut ctx.stages.validation, started.elapsed());
+            add_time(&mut ctx.stages.validation, started);
             if let Err(invalid) = checked {
                 respond_invalid(session, ctx, invalid).await?;
                 return Ok(true);
@@ -357,7 +358,7 @@ impl Gateway {
         }
         let started = Instant::now();
         let verdict = self.monitor.limiter.check(&route.name, &checks).await;
-        ctx.stages.rate_limit = Some(started.elapsed());
+        add_time(&mut ctx.stages.rate_limit, started);
         let Some(verdict) = verdict else {
             return Ok(());
         };

@@ -18,6 +18,7 @@ use crate::proxy::Gateway;
 use crate::stage::minimise::{self, LeakScanner};
 use crate::stage::outcome::Outcome;
 use crate::stage::problem;
+use crate::stage::record::StageTime;
 
 impl Gateway {
     pub(crate) fn upstream_answered(
@@ -26,13 +27,13 @@ impl Gateway {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let (Some(sent), Some(route)) = (ctx.upstream_sent, ctx.route.as_ref()) {
-            let waited = sent.elapsed();
+            let waited = StageTime::since(sent);
             ctx.stages.upstream = Some(waited);
             let metrics = &self.live.metrics;
             metrics
                 .upstream_duration
                 .with_label_values(&[route.name.as_str()])
-                .observe(waited.as_secs_f64());
+                .observe(waited.busy.as_secs_f64());
             if resp.status.is_server_error() {
                 metrics
                     .upstream_errors

@@ -422,5 +422,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
             delay: settings.server.drain_delay,
         }),
     });
+    // Spans still queued would otherwise die with the process.
+    if let Some(traces) = &monitor.traces {
+        traces.shutdown(settings.traces.timeout);
+    }
     Ok(())
 }

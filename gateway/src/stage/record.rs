@@ -3,7 +3,7 @@
 //! request's [`Outcome`], never from its status alone.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::monitor::audit::{Decision, ObjectNamed, Record, Timings};
 use crate::stage::outcome::Outcome;
@@ -12,19 +12,43 @@ use crate::stage::problem;
 /// Longest path kept in an audit record.
 pub const AUDIT_PATH_MAX: usize = 512;
 
-/// Time spent in each stage, for the audit record and the histograms.
+/// When a stage ran: from its first step's start to its last step's end,
+/// and the time it was busy in between (a stage may run in several steps,
+/// with other stages between them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageTime {
+    pub first: Instant,
+    pub last: Instant,
+    pub busy: Duration,
+}
+
+impl StageTime {
+    /// A stage run in one step, from `started` until now.
+    pub fn since(started: Instant) -> StageTime {
+        let now = Instant::now();
+        StageTime {
+            first: started,
+            last: now,
+            busy: now.saturating_duration_since(started),
+        }
+    }
+}
+
+/// Time spent in each stage, for the audit record, the histograms and the
+/// trace's spans.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StageTimes {
-    pub auth: Option<Duration>,
-    pub isolation: Option<Duration>,
-    pub rate_limit: Option<Duration>,
-    pub validation: Option<Duration>,
-    pub upstream: Option<Duration>,
+    pub auth: Option<StageTime>,
+    pub isolation: Option<StageTime>,
+    pub rate_limit: Option<StageTime>,
+    pub validation: Option<StageTime>,
+    pub upstream: Option<StageTime>,
 }
 
 impl StageTimes {
-    /// The stages as the `stage` label of the duration histogram names them.
-    pub fn named(&self) -> [(&'static str, Option<Duration>); 5] {
+    /// The stages as the `stage` label of the duration histogram and the
+    /// trace's child spans name them.
+    pub fn named(&self) -> [(&'static str, Option<StageTime>); 5] {
         [
             ("auth", self.auth),
             ("isolation", self.isolation),
@@ -35,13 +59,25 @@ impl StageTimes {
     }
 }
 
-/// Adds `more` to a stage's time (a stage may run in several steps).
-pub fn add_time(slot: &mut Option<Duration>, more: Duration) {
-    *slot = Some(slot.unwrap_or_default() + more);
+/// Adds a step that started at `started` and ends now to a stage's time.
+pub fn add_time(slot: &mut Option<StageTime>, started: Instant) {
+    let step = StageTime::since(started);
+    *slot = Some(match *slot {
+        None => step,
+        Some(seen) => StageTime {
+            first: seen.first.min(step.first),
+            last: seen.last.max(step.last),
+            busy: seen.busy + step.busy,
+        },
+    });
 }
 
 fn micros(d: Option<Duration>) -> Option<u64> {
     d.map(|d| d.as_micros().min(u128::from(u64::MAX)) as u64)
+}
+
+fn busy_micros(t: Option<StageTime>) -> Option<u64> {
+    micros(t.map(|t| t.busy))
 }
 
 /// The path for the access log and the audit trail: the canonical path once
@@ -107,11 +143,11 @@ impl Finished<'_> {
             reason: self.outcome.code().to_string(),
             timings_us: Timings {
                 total: micros(Some(self.elapsed)).unwrap_or_default(),
-                auth: micros(s.auth),
-                isolation: micros(s.isolation),
-                rate_limit: micros(s.rate_limit),
-                validation: micros(s.validation),
-                upstream: micros(s.upstream),
+                auth: busy_micros(s.auth),
+                isolation: busy_micros(s.isolation),
+                rate_limit: busy_micros(s.rate_limit),
+                validation: busy_micros(s.validation),
+                upstream: busy_micros(s.upstream),
             },
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
@@ -143,7 +179,11 @@ mod tests {
             outcome,
             elapsed: Duration::from_millis(3),
             stages: StageTimes {
-                auth: Some(Duration::from_micros(40)),
+                auth: Some(StageTime {
+                    first: Instant::now(),
+                    last: Instant::now(),
+                    busy: Duration::from_micros(40),
+                }),
                 ..StageTimes::default()
             },
             bytes_in: 0,
@@ -190,10 +230,19 @@ mod tests {
     }
 
     #[test]
-    fn stage_times_add_up() {
+    fn a_stage_in_two_steps_is_busy_for_their_sum_and_spans_both() {
         let mut slot = None;
-        add_time(&mut slot, Duration::from_micros(5));
-        add_time(&mut slot, Duration::from_micros(7));
-        assert_eq!(slot, Some(Duration::from_micros(12)));
+        let first = Instant::now();
+        add_time(&mut slot, first);
+        let one = slot.map(|t| t.busy).unwrap_or_default();
+        let second = Instant::now();
+        add_time(&mut slot, second);
+        let Some(t) = slot else {
+            panic!("no time recorded");
+        };
+        assert_eq!(t.first, first);
+        assert!(t.last >= second);
+        assert!(t.busy >= one);
+        assert!(t.busy <= t.last - t.first);
     }
 }

@@ -519,3 +519,25 @@ fn bad_target_settings_are_refused_with_their_field() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn a_plaintext_collector_across_the_network_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.yaml"), DEFAULT_PARTNERS).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    let gateway = dir.path().join("portcullis.yaml");
+    let mut yaml = std::fs::read_to_string(&gateway).unwrap();
+    yaml.push_str(
+        "traces:\n  endpoint: http://collector.internal:4318/v1/traces\n  sample_ratio: 2\n",
+    );
+    std::fs::write(&gateway, yaml).unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    let text = format!("{out}{err}");
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("traces.endpoint") && text.contains("plaintext"),
+        "{text}"
+    );
+    assert!(text.contains("traces.sample_ratio"), "{text}");
+}

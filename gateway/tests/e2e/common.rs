@@ -139,6 +139,8 @@ pub struct GatewayConfig {
     pub server: String,
     /// Extra YAML appended to the `listen:` section.
     pub listen: String,
+    /// Files written beside the gateway file, keyed by name.
+    pub files: Vec<(String, String)>,
 }
 
 impl GatewayConfig {
@@ -155,6 +157,7 @@ impl GatewayConfig {
             extra: String::new(),
             server: String::new(),
             listen: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -259,6 +262,9 @@ impl Gateway {
             }
             None => issue_keys(dir.path()).await,
         };
+        for (name, body) in &config.files {
+            std::fs::write(dir.path().join(name), body).unwrap();
+        }
         for (name, body) in &config.schemas {
             let path = dir.path().join("schemas").join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

@@ -60,6 +60,8 @@ pub struct GatewayFile {
     pub rate_limits: super::monitoring::RateLimitSettings,
     #[serde(default)]
     pub abuse: super::monitoring::AbuseSettings,
+    #[serde(default)]
+    pub traces: super::traces::TracesSettings,
 }
 
 /// What every response loses or gains on its way out.
