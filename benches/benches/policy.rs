@@ -28,6 +28,7 @@ fn partner() -> Partner {
         .map(String::from)
         .collect(),
         routes: None,
+        self_rotation: false,
         allow_ips: Some(
             ["10.0.0.0/8", "192.168.0.0/16", "127.0.0.0/8"]
                 .iter()

@@ -21,6 +21,7 @@ pub mod keys;
 pub mod limits;
 pub mod monitor;
 pub mod ownership;
+pub mod partner;
 pub mod plan;
 pub mod proxy;
 pub mod server;

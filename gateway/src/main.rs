@@ -155,6 +155,9 @@ enum KeysAction {
         /// Lifetime, e.g. `90d`; default: no expiry.
         #[arg(long, value_parser = humantime::parse_duration)]
         expires_in: Option<std::time::Duration>,
+        /// A partner management credential (`ptc_mgmt_…`) instead of an API key.
+        #[arg(long)]
+        management: bool,
     },
     /// Replace a key; the old one is refused once this returns.
     Rotate {
@@ -162,6 +165,9 @@ enum KeysAction {
         partner: String,
         #[arg(long, default_value = "primary")]
         name: String,
+        /// A partner management credential (`ptc_mgmt_…`) instead of an API key.
+        #[arg(long)]
+        management: bool,
     },
     /// Delete a key; it is refused once this returns.
     Revoke {
@@ -169,6 +175,9 @@ enum KeysAction {
         partner: String,
         #[arg(long, default_value = "primary")]
         name: String,
+        /// A partner management credential (`ptc_mgmt_…`) instead of an API key.
+        #[arg(long)]
+        management: bool,
     },
     /// List keys (ids and metadata, never secrets).
     List {
@@ -300,19 +309,48 @@ impl From<KeysAction> for portcullis::cli::keys::KeysCommand {
                 partner,
                 name,
                 expires_in,
+                management,
             } => K::Create {
                 partner,
-                name,
+                name: slot_of(management, &name),
                 expires_in,
             },
-            KeysAction::Rotate { partner, name } => K::Rotate { partner, name },
-            KeysAction::Revoke { partner, name } => K::Revoke { partner, name },
+            KeysAction::Rotate {
+                partner,
+                name,
+                management,
+            } => K::Rotate {
+                partner,
+                name: slot_of(management, &name),
+            },
+            KeysAction::Revoke {
+                partner,
+                name,
+                management,
+            } => K::Revoke {
+                partner,
+                name: slot_of(management, &name),
+            },
             KeysAction::List { partner } => K::List { partner },
             KeysAction::Suspend { partner } => K::Suspend { partner },
             KeysAction::Resume { partner } => K::Resume { partner },
             KeysAction::Suspended => K::Suspended,
         }
     }
+}
+
+/// The store's name for a credential: a management credential's is
+/// `mgmt.<name>`, which the admin API takes as it is.
+fn slot_of(management: bool, name: &str) -> String {
+    use portcullis::keys::store::{slot, Kind};
+    slot(
+        if management {
+            Kind::Management
+        } else {
+            Kind::Data
+        },
+        name,
+    )
 }
 
 fn init_logging(format: LogFormat) {

@@ -104,6 +104,8 @@ struct CreateBody {
     name: String,
     #[serde(default)]
     expires_at: Option<u64>,
+    #[serde(default)]
+    kind: crate::keys::store::Kind,
 }
 
 fn primary() -> String {
@@ -173,7 +175,7 @@ impl KeysApi {
                 };
                 match self
                     .keys
-                    .create(&req.partner, &req.name, req.expires_at)
+                    .create_kind(req.kind, &req.partner, &req.name, req.expires_at)
                     .await
                 {
                     Ok((key, record)) => json(StatusCode::CREATED, issued(key.reveal(), &record)),

@@ -206,9 +206,11 @@ async fn via_admin(settings: &GatewayFile, cmd: &KeysCommand) -> Result<Outcome,
             name,
             expires_in,
         } => {
+            let (kind, name) = crate::keys::store::parse_slot(name);
             let body = serde_json::json!({
                 "partner": partner,
                 "name": name,
+                "kind": kind,
                 "expires_at": expires_in.map(|d| now_secs() + d.as_secs()),
             });
             issued(admin_call(settings, "POST", "/v1/keys", Some(body)).await?)

@@ -7,6 +7,7 @@ mod error;
 pub mod load;
 pub mod model;
 pub mod monitoring;
+pub mod partner;
 pub mod restart;
 pub mod schema;
 pub mod traces;

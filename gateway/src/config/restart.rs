@@ -60,6 +60,7 @@ pub fn settings(file: &GatewayFile) -> Vec<Setting> {
         rate_limits,
         abuse,
         traces,
+        partner_listener,
     } = file;
     let Listen {
         https,
@@ -126,6 +127,7 @@ pub fn settings(file: &GatewayFile) -> Vec<Setting> {
         setting("rate_limits", OnRestart, rate_limits),
         setting("abuse", OnRestart, abuse),
         setting("traces", OnRestart, traces),
+        setting("partner_listener", OnRestart, partner_listener),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! The behaviour every `KeyStore` must have; each implementation runs it.
 
 use super::pepper::Pepper;
-use super::store::{new_record, KeyRecord, KeyStore, StoreError};
+use super::store::{new_record, new_record_of, KeyRecord, KeyStore, Kind, StoreError};
 
 async fn find(store: &dyn KeyStore, record: &KeyRecord) -> Option<KeyRecord> {
     store
@@ -36,7 +36,21 @@ pub async fn run(store: &dyn KeyStore) {
     // Replacing one key leaves the partner's other keys alone, and the
     // change shows in the epoch that lookups report.
     let (_, rotated) = new_record(&pepper, "acme", "primary", None).unwrap();
-    let (old, epoch_after_rotation) = store.replace(rotated.clone()).await.unwrap();
+    // A conditional replacement names the key it expects to replace.
+    let (_, stale) = new_record(&pepper, "acme", "primary", None).unwrap();
+    let (_, racing) = new_record(&pepper, "acme", "primary", None).unwrap();
+    assert!(matches!(
+        store
+            .replace(racing.clone(), Some(&stale.key_hash().unwrap()))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(find(store, &primary).await, Some(primary.clone()));
+    assert_eq!(find(store, &racing).await, None);
+    let (old, epoch_after_rotation) = store
+        .replace(rotated.clone(), Some(&primary.key_hash().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(old, primary);
     assert_eq!(find(store, &primary).await, None);
     assert_eq!(find(store, &rotated).await, Some(rotated.clone()));
@@ -61,16 +75,62 @@ pub async fn run(store: &dyn KeyStore) {
     assert_eq!(store.list(None).await.unwrap().len(), 3);
 
     // Removing is by partner and name; a second removal finds nothing.
-    let (removed, epoch_after_removal) = store.remove("acme", "spare").await.unwrap();
+    // A conditional removal names the key it expects to remove.
+    assert!(matches!(
+        store
+            .remove("acme", "spare", Some(&primary.key_hash().unwrap()))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(find(store, &spare).await, Some(spare.clone()));
+    let (removed, epoch_after_removal) = store
+        .remove("acme", "spare", Some(&spare.key_hash().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(removed, spare);
     assert!(epoch_after_removal >= epoch_after_rotation);
     assert_eq!(find(store, &spare).await, None);
     assert_eq!(
-        store.remove("acme", "spare").await,
+        store.remove("acme", "spare", None).await,
         Err(StoreError::NotFound)
     );
     let (_, missing) = new_record(&pepper, "initech", "primary", None).unwrap();
-    assert_eq!(store.replace(missing).await, Err(StoreError::NotFound));
+    assert_eq!(
+        store.replace(missing, None).await,
+        Err(StoreError::NotFound)
+    );
+
+    // The self-rotation mark is kept by the store.
+    let (_, mut marked) = new_record(&pepper, "globex", "primary", None).unwrap();
+    marked.self_rotated = true;
+    store.replace(marked.clone(), None).await.unwrap();
+    assert_eq!(find(store, &marked).await, Some(marked.clone()));
+    let (_, unmarked) = new_record(&pepper, "globex", "primary", None).unwrap();
+    store.replace(unmarked.clone(), None).await.unwrap();
+    assert!(!find(store, &unmarked).await.unwrap().self_rotated);
+
+    // A management credential has its own slots: it may share a data key's
+    // name, and is found, listed and removed as what it is.
+    let (_, manager) = new_record_of(Kind::Management, &pepper, "acme", "primary", None).unwrap();
+    assert_eq!(manager.slot(), "mgmt.primary");
+    store.insert(manager.clone()).await.unwrap();
+    assert_eq!(find(store, &manager).await, Some(manager.clone()));
+    assert_eq!(find(store, &rotated).await, Some(rotated.clone()));
+    let kinds: Vec<Kind> = store
+        .list(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.kind)
+        .collect();
+    assert!(kinds.contains(&Kind::Management) && kinds.contains(&Kind::Data));
+    let (_, next) = new_record_of(Kind::Management, &pepper, "acme", "primary", None).unwrap();
+    let (old, _) = store.replace(next.clone(), None).await.unwrap();
+    assert_eq!(old, manager);
+    assert_eq!(find(store, &rotated).await, Some(rotated.clone()));
+    let (gone, _) = store.remove("acme", "mgmt.primary", None).await.unwrap();
+    assert_eq!(gone, next);
+    assert_eq!(find(store, &rotated).await, Some(rotated.clone()));
 
     // Suspension covers every key of the partner, now and later, and no one else's.
     let suspended_at = store.set_suspended("acme", true).await.unwrap();
@@ -80,7 +140,7 @@ pub async fn run(store: &dyn KeyStore) {
         async move { store.lookup(&hash).await.unwrap().partner_suspended }
     };
     assert!(suspended(&rotated).await);
-    assert!(!suspended(&other).await);
+    assert!(!suspended(&unmarked).await);
     let (_, later) = new_record(&pepper, "acme", "later", None).unwrap();
     store.insert(later.clone()).await.unwrap();
     assert!(suspended(&later).await);

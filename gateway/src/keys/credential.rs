@@ -28,7 +28,7 @@ pub fn extract<'a>(
         for pair in q.split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             if QUERY_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
-                || value.starts_with(super::format::PREFIX)
+                || super::format::PREFIXES.iter().any(|p| value.starts_with(p))
             {
                 return Err(problem::KEY_IN_QUERY);
             }

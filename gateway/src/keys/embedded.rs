@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::pepper::KeyHash;
-use super::store::{KeyRecord, KeyStore, Lookup, StoreError};
+use super::store::{KeyRecord, KeyStore, Lookup, StoreError, SUPERSEDED};
 
 const FORMAT: u32 = 1;
 
@@ -300,7 +300,7 @@ impl KeyStore for EmbeddedStore {
         self.modify(|records| {
             if records
                 .iter()
-                .any(|r| r.partner == record.partner && r.name == record.name)
+                .any(|r| r.partner == record.partner && r.slot() == record.slot())
             {
                 return Err(StoreError::Conflict(format!(
                     "partner {} already has a key named {}",
@@ -312,23 +312,38 @@ impl KeyStore for EmbeddedStore {
         })
     }
 
-    async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError> {
+    async fn replace(
+        &self,
+        record: KeyRecord,
+        expected: Option<&KeyHash>,
+    ) -> Result<(KeyRecord, u64), StoreError> {
         self.modify(|records| {
             let slot = records
                 .iter_mut()
-                .find(|r| r.partner == record.partner && r.name == record.name)
+                .find(|r| r.partner == record.partner && r.slot() == record.slot())
                 .ok_or(StoreError::NotFound)?;
+            if expected.is_some_and(|e| slot.key_hash().as_ref() != Some(e)) {
+                return Err(StoreError::Conflict(SUPERSEDED.into()));
+            }
             Ok(std::mem::replace(slot, record))
         })
         .map(|old| (old, self.current_epoch()))
     }
 
-    async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError> {
+    async fn remove(
+        &self,
+        partner: &str,
+        slot: &str,
+        expected: Option<&KeyHash>,
+    ) -> Result<(KeyRecord, u64), StoreError> {
         self.modify(|records| {
             let pos = records
                 .iter()
-                .position(|r| r.partner == partner && r.name == name)
+                .position(|r| r.partner == partner && r.slot() == slot)
                 .ok_or(StoreError::NotFound)?;
+            if expected.is_some_and(|e| records[pos].key_hash().as_ref() != Some(e)) {
+                return Err(StoreError::Conflict(SUPERSEDED.into()));
+            }
             Ok(records.remove(pos))
         })
         .map(|old| (old, self.current_epoch()))

@@ -6,6 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use super::format::Kind;
 use super::format::{self, NewKey};
 use super::pepper::{KeyHash, Pepper};
 
@@ -23,9 +24,43 @@ pub struct KeyRecord {
     /// Unix seconds; the key is refused from then on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// Made by a key regenerating itself. Such a key may not do so again:
+    /// a stolen key's holder gets one rotation at most, never the account.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub self_rotated: bool,
+    /// An API key, or a partner's management credential.
+    #[serde(default, skip_serializing_if = "Kind::is_data")]
+    pub kind: Kind,
+}
+
+/// What marks a management credential's slot: a character no name may
+/// hold, so the two kinds can never claim each other's names.
+const MANAGEMENT_SLOT: &str = "mgmt.";
+
+/// The store's name for a partner's credential of `kind` called `name`:
+/// the name itself for a data key, `mgmt.<name>` for a management
+/// credential.
+pub fn slot(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::Data => name.to_string(),
+        Kind::Management => format!("{MANAGEMENT_SLOT}{name}"),
+    }
+}
+
+/// Reads a slot back: which kind, under which name.
+pub fn parse_slot(slot: &str) -> (Kind, &str) {
+    match slot.strip_prefix(MANAGEMENT_SLOT) {
+        Some(name) => (Kind::Management, name),
+        None => (Kind::Data, slot),
+    }
 }
 
 impl KeyRecord {
+    /// Where the store keeps it among its partner's credentials.
+    pub fn slot(&self) -> String {
+        slot(self.kind, &self.name)
+    }
+
     pub fn key_hash(&self) -> Option<KeyHash> {
         KeyHash::from_hex(&self.hash)
     }
@@ -42,6 +77,8 @@ impl KeyRecord {
             "name": self.name,
             "created_at": self.created_at,
             "expires_at": self.expires_at,
+            "self_rotated": self.self_rotated,
+            "kind": self.kind,
         })
     }
 }
@@ -66,6 +103,9 @@ impl fmt::Display for StoreError {
 }
 
 impl std::error::Error for StoreError {}
+
+/// Why a conditional replacement was refused.
+pub const SUPERSEDED: &str = "the key has already been replaced";
 
 pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
@@ -99,9 +139,24 @@ pub trait KeyStore: Send + Sync {
     /// Stores a new record; fails if the partner already has a key of that name.
     async fn insert(&self, record: KeyRecord) -> Result<(), StoreError>;
     /// Atomically replaces the partner's named key with `record`; returns
-    /// the replaced record and the change epoch it created.
-    async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError>;
-    async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError>;
+    /// the replaced record and the change epoch it created. With
+    /// `expected`, only if the named key is still the one of that hash
+    /// (else `Conflict`): a key that has already been replaced cannot
+    /// replace its successor.
+    async fn replace(
+        &self,
+        record: KeyRecord,
+        expected: Option<&KeyHash>,
+    ) -> Result<(KeyRecord, u64), StoreError>;
+    /// Removes the partner's credential in `slot` (see [`slot`]); with
+    /// `expected`, only if it is still the one of that hash (else
+    /// `Conflict`), so revoking one key never removes its successor.
+    async fn remove(
+        &self,
+        partner: &str,
+        slot: &str,
+        expected: Option<&KeyHash>,
+    ) -> Result<(KeyRecord, u64), StoreError>;
     async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError>;
     /// Suspends or resumes every key of `partner` (including keys issued
     /// later); returns the change epoch it created.
@@ -121,13 +176,24 @@ pub fn new_record(
     name: &str,
     expires_at: Option<u64>,
 ) -> Result<(NewKey, KeyRecord), StoreError> {
+    new_record_of(Kind::Data, pepper, partner, name, expires_at)
+}
+
+/// The same for a credential of `kind`.
+pub fn new_record_of(
+    kind: Kind,
+    pepper: &Pepper,
+    partner: &str,
+    name: &str,
+    expires_at: Option<u64>,
+) -> Result<(NewKey, KeyRecord), StoreError> {
     if !valid_label(partner) || !valid_label(name) {
         return Err(StoreError::Conflict(
             "partner ids and key names are 1-64 characters of a-z, 0-9, '-' and '_'".into(),
         ));
     }
-    let key = format::generate();
-    let parsed = format::parse(key.reveal().as_bytes())
+    let key = format::generate_kind(kind);
+    let parsed = format::parse_kind(key.reveal().as_bytes(), kind)
         .map_err(|_| StoreError::Conflict("generated key failed its own format check".into()))?;
     let hash = pepper.hash(&parsed);
     let record = KeyRecord {
@@ -137,6 +203,8 @@ pub fn new_record(
         name: name.to_string(),
         created_at: now_secs(),
         expires_at,
+        self_rotated: false,
+        kind,
     };
     Ok((key, record))
 }

@@ -15,7 +15,7 @@ use quick_cache::sync::Cache;
 use super::format::{self, Malformed};
 use super::node::NodeState;
 use super::pepper::{KeyHash, KeyId, Pepper};
-use super::store::{now_secs, KeyRecord, KeyStore, StoreError};
+use super::store::{now_secs, KeyRecord, KeyStore, Kind, StoreError};
 
 #[derive(Clone)]
 enum Cached {
@@ -210,10 +210,21 @@ impl Verifier {
         }
     }
 
-    /// Verifies a presented key for a client (its address, for the limit
-    /// on unknown keys).
+    /// Verifies a presented API key for a client (its address, for the
+    /// limit on unknown keys).
     pub async fn verify(&self, presented: &[u8], client: Option<IpAddr>) -> Verdict {
-        let Ok(parsed) = format::parse(presented).map_err(|Malformed| ()) else {
+        self.verify_kind(Kind::Data, presented, client).await
+    }
+
+    /// Verifies a credential that must be of `kind`: another kind's text is
+    /// malformed, and a stored record of another kind is unknown.
+    pub async fn verify_kind(
+        &self,
+        kind: Kind,
+        presented: &[u8],
+        client: Option<IpAddr>,
+    ) -> Verdict {
+        let Ok(parsed) = format::parse_kind(presented, kind).map_err(|Malformed| ()) else {
             return Verdict::Malformed;
         };
         let hash = self.pepper.hash(&parsed);
@@ -222,7 +233,7 @@ impl Verifier {
             match self.cache.get(&hash) {
                 Some(Cached::Known(record, suspended)) => {
                     self.count(|s| &s.cache_hits);
-                    return Self::judge(record, suspended, id);
+                    return Self::judge(kind, record, suspended, id);
                 }
                 Some(Cached::Unknown(at)) if at.elapsed() < self.negative_ttl => {
                     self.count(|s| &s.cache_hits);
@@ -249,7 +260,7 @@ impl Verifier {
                             self.cache
                                 .insert(hash, Cached::Known(record.clone(), suspended));
                         }
-                        Self::judge(record, suspended, id)
+                        Self::judge(kind, record, suspended, id)
                     }
                     None => {
                         if current {
@@ -271,8 +282,10 @@ impl Verifier {
         }
     }
 
-    fn judge(record: Arc<KeyRecord>, suspended: bool, id: KeyId) -> Verdict {
-        if record.is_expired(now_secs()) {
+    fn judge(kind: Kind, record: Arc<KeyRecord>, suspended: bool, id: KeyId) -> Verdict {
+        if record.kind != kind {
+            Verdict::Unknown(id)
+        } else if record.is_expired(now_secs()) {
             Verdict::Expired(id)
         } else if suspended {
             Verdict::Suspended(id)

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub stage_duration: HistogramVec,
     pub upstream_errors: IntCounterVec,
     pub partner_requests: IntCounterVec,
+    /// Calls to the partner listener, by operation and decision.
+    pub partner_api: IntCounterVec,
     pub config_reloads: IntCounterVec,
     pub config_generation: IntGauge,
     pub routes: IntGauge,
@@ -111,6 +113,13 @@ impl Metrics {
             ),
             &["partner", "decision"],
         )?;
+        let partner_api = IntCounterVec::new(
+            Opts::new(
+                "partner_api_requests_total",
+                "Calls to the partner listener by operation (list, create, regenerate, revoke, revoke_all, none) and decision",
+            ),
+            &["action", "decision"],
+        )?;
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "config_reloads_total",
@@ -165,6 +174,7 @@ impl Metrics {
         register(&registry, &mut names, stage_duration.clone())?;
         register(&registry, &mut names, upstream_errors.clone())?;
         register(&registry, &mut names, partner_requests.clone())?;
+        register(&registry, &mut names, partner_api.clone())?;
         register(&registry, &mut names, config_reloads.clone())?;
         register(&registry, &mut names, config_generation.clone())?;
         register(&registry, &mut names, routes.clone())?;
@@ -234,6 +244,7 @@ impl Metrics {
             stage_duration,
             upstream_errors,
             partner_requests,
+            partner_api,
             config_reloads,
             config_generation,
             routes,

@@ -225,6 +225,15 @@ pub fn load(config_path: &Path) -> Result<Loaded, ConfigErrors> {
     for (field, msg) in crate::config::traces::problems(&settings.traces) {
         errors.push(ConfigError::new(config_path, None, field, msg));
     }
+    let others = [
+        ("listen.https", Some(settings.listen.https)),
+        ("listen.plaintext", settings.listen.plaintext),
+        ("admin.address", Some(settings.admin.address)),
+        ("metrics.address", settings.metrics.address),
+    ];
+    for (field, msg) in crate::config::partner::problems(&settings.partner_listener, &others) {
+        errors.push(ConfigError::new(config_path, None, field, msg));
+    }
     if settings.http.header_timeout.is_zero() {
         errors.push(ConfigError::new(
             config_path,

@@ -105,6 +105,7 @@ fn compile_partner(
         allow_ips,
         max_concurrent: spec.limits.max_concurrent,
         rate: spec.limits.rate.as_ref().map(crate::limits::Rate::new),
+        self_rotation: spec.self_rotation,
     })
 }
 

@@ -126,7 +126,7 @@ impl Gateway {
         };
 
         if canonical == selfservice::ROTATE_PATH {
-            selfservice::rotate(session, ctx, &self.keys, &record).await?;
+            selfservice::rotate(session, ctx, &self.keys, &partner, &record).await?;
             return Ok(true);
         }
 

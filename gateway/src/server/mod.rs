@@ -266,6 +266,9 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         if let Some(addr) = settings.listen.plaintext {
             ensure_bindable("listen.plaintext", addr)?;
         }
+        if let Some(addr) = settings.partner_listener.address {
+            ensure_bindable("partner_listener.address", addr)?;
+        }
     }
     let metrics = Arc::new(Metrics::new().map_err(|e| format!("metrics: {e}"))?);
     let opened = open_keys_for(&settings.keys, Some(metrics.keys.clone()), upgrade)?;
@@ -397,6 +400,25 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         server.add_service(plain);
     }
 
+    if let Some(addr) = settings.partner_listener.address {
+        let mut partner = Service::new(
+            "portcullis partner listener".to_string(),
+            crate::partner::PartnerApp::new(
+                keys.clone(),
+                monitor.clone(),
+                metrics.clone(),
+                live.clone(),
+                &settings.partner_listener,
+            ),
+        );
+        let mut tls_settings =
+            TlsSettings::intermediate("", "").map_err(|e| format!("tls settings: {e}"))?;
+        tls_settings.set_cert_resolver(live.cert_resolver());
+        tls_settings.set_alpn(ALPN::H1);
+        partner.add_tls_with_settings(&addr.to_string(), None, tls_settings);
+        server.add_service(partner);
+    }
+
     if let Some(agent) = agent {
         spawn_lease_keeper(agent)?;
     }
@@ -414,6 +436,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         admin = %settings.admin.address,
         plaintext = ?settings.listen.plaintext,
         metrics = ?settings.metrics.address,
+        partner_listener = ?settings.partner_listener.address,
         "portcullis starting"
     );
     server.run(RunArgs {

@@ -28,6 +28,8 @@ pub struct Partner {
     pub max_concurrent: Option<u32>,
     /// Requests over all routes.
     pub rate: Option<crate::limits::Rate>,
+    /// Whether its data keys may regenerate themselves (once each).
+    pub self_rotation: bool,
 }
 
 /// Partner-level checks, before any route is considered.
@@ -213,6 +215,7 @@ mod tests {
             allow_ips: None,
             max_concurrent: None,
             rate: None,
+            self_rotation: false,
         }
     }
 

@@ -115,7 +115,7 @@ pub struct LeakScanner {
 }
 
 const PEM_MARK: &[u8] = b"PRIVATE KEY-----";
-/// `ptc_live_` + 49 base62 characters (secret and checksum).
+/// `ptc_live_` or `ptc_mgmt_` + 49 base62 characters (secret and checksum).
 const KEY_TAIL: usize = 49;
 const CARRY: usize = 64;
 
@@ -151,7 +151,7 @@ fn leaks_in(bytes: &[u8]) -> bool {
 static PEM_FINDER: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(PEM_MARK));
 static KEY_FINDER: LazyLock<memmem::Finder<'static>> =
-    LazyLock::new(|| memmem::Finder::new(crate::keys::format::PREFIX.as_bytes()));
+    LazyLock::new(|| memmem::Finder::new(crate::keys::format::STEM.as_bytes()));
 
 fn contains_pem(bytes: &[u8]) -> bool {
     PEM_FINDER
@@ -166,10 +166,13 @@ fn has_begin(before: &[u8]) -> bool {
 }
 
 fn contains_key(bytes: &[u8]) -> bool {
-    let prefix = crate::keys::format::PREFIX.as_bytes();
     KEY_FINDER.find_iter(bytes).any(|i| {
-        let rest = &bytes[i + prefix.len()..];
-        rest.len() >= KEY_TAIL && rest[..KEY_TAIL].iter().all(u8::is_ascii_alphanumeric)
+        crate::keys::format::PREFIXES.iter().any(|prefix| {
+            bytes[i..].starts_with(prefix.as_bytes()) && {
+                let rest = &bytes[i + prefix.len()..];
+                rest.len() >= KEY_TAIL && rest[..KEY_TAIL].iter().all(u8::is_ascii_alphanumeric)
+            }
+        })
     })
 }
 
@@ -181,7 +184,10 @@ pub fn log_safe(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest: &str = &text;
     while !rest.is_empty() {
-        if let Some(after) = strip_prefix_ignore_case(rest, crate::keys::format::PREFIX) {
+        if let Some(after) = crate::keys::format::PREFIXES
+            .iter()
+            .find_map(|prefix| strip_prefix_ignore_case(rest, prefix))
+        {
             out.push_str("[redacted key]");
             rest = after.trim_start_matches(|c: char| c.is_ascii_alphanumeric());
             continue;
@@ -402,6 +408,15 @@ mod tests {
         let mut clean = LeakScanner::default();
         assert!(!clean.leaks(b"ptc_live_short and -----BEGIN CERTIFICATE----- are fine"));
         assert!(!clean.leaks(b"PUBLIC KEY-----"));
+        // A management credential is a secret too.
+        let credential = format!(
+            "{}{}",
+            crate::keys::format::MANAGEMENT_PREFIX,
+            "b".repeat(KEY_TAIL)
+        );
+        assert!(LeakScanner::default().leaks(credential.as_bytes()));
+        let safe = log_safe(format!("token {credential}").as_bytes());
+        assert!(!safe.contains("bbbb"), "{safe}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use http::HeaderMap;
 
-use crate::keys::format::PREFIX;
+use crate::keys::format::PREFIXES;
 use crate::stage::problem;
 use crate::stage::problem::Reject;
 
@@ -251,7 +251,7 @@ pub fn holds_key(bytes: &[u8]) -> bool {
     let mut layer = std::borrow::Cow::Borrowed(bytes);
     // Each round peels one encoding layer; four is past any real stack.
     for _ in 0..4 {
-        if contains_ignore_case(&layer, PREFIX.as_bytes()) {
+        if has_prefix(&layer) {
             return true;
         }
         if !layer.contains(&b'%') {
@@ -263,7 +263,13 @@ pub fn holds_key(bytes: &[u8]) -> bool {
         }
         layer = std::borrow::Cow::Owned(next);
     }
-    contains_ignore_case(&layer, PREFIX.as_bytes())
+    has_prefix(&layer)
+}
+
+fn has_prefix(bytes: &[u8]) -> bool {
+    PREFIXES
+        .iter()
+        .any(|p| contains_ignore_case(bytes, p.as_bytes()))
 }
 
 fn percent_decode_once(bytes: &[u8]) -> Vec<u8> {

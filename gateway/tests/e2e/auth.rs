@@ -141,9 +141,125 @@ async fn an_expired_key_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_key_cannot_take_over_the_partner_by_rotating_itself() {
+    let up = Upstream::start().await;
+    // Default policy: self-rotation is off.
+    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let stolen = gw.key("acme").to_string();
+    let attacker = gw.client_with_key(Some(&stolen));
+    for _ in 0..3 {
+        let resp = attacker
+            .post(gw.url("/.portcullis/v1/keys/rotate"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["code"], "self_rotation_disabled");
+        assert!(body.get("key").is_none(), "{body}");
+        let record = gw.audit_record(&request_id).await;
+        assert_eq!(record["decision"], "deny", "{record}");
+        assert_eq!(record["reason"], "self_rotation_disabled", "{record}");
+    }
+    // The real partner still has its key, and it is still the only one.
+    let resp = send(&gw, &format!("X-API-Key: {stolen}\r\n")).await;
+    assert_eq!(resp.status, 200);
+    let (status, listed) = gw.admin_api("GET", "/v1/keys?partner=acme", None).await;
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed["keys"].as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["self_rotated"], false, "{listed:?}");
+    // Only the partner's own request reached the upstream.
+    assert_eq!(up.recorder.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_made_by_self_rotation_cannot_rotate_itself_again() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url()).with_self_rotation()).await;
+    let first = gw.client_with_key(Some(gw.key("acme")));
+    let resp = first
+        .post(gw.url("/.portcullis/v1/keys/rotate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let second = body["key"].as_str().unwrap().to_string();
+
+    let chained = gw.client_with_key(Some(&second));
+    let resp = chained
+        .post(gw.url("/.portcullis/v1/keys/rotate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "self_rotation_spent");
+    assert!(body.get("key").is_none(), "{body}");
+    // The refused rotation changed nothing: the second key still works.
+    let resp = send(&gw, &format!("X-API-Key: {second}\r\n")).await;
+    assert_eq!(resp.status, 200);
+    let (_, listed) = gw.admin_api("GET", "/v1/keys?partner=acme", None).await;
+    assert_eq!(listed["keys"][0]["self_rotated"], true, "{listed}");
+    // An operator's rotation gives the partner a key that may rotate itself again.
+    let (status, rotated) = gw
+        .admin_api("POST", "/v1/keys/acme/primary/rotate", None)
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["self_rotated"], false, "{rotated}");
+    let fresh = gw.client_with_key(Some(rotated["key"].as_str().unwrap()));
+    let resp = fresh
+        .post(gw.url("/.portcullis/v1/keys/rotate"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(up.recorder.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_holders_of_one_key_cannot_both_rotate_it() {
+    let up = Upstream::start().await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url()).with_self_rotation()).await;
+    let key = gw.key("acme").to_string();
+    // Verified and cached first, so every racer passes authentication.
+    assert_eq!(
+        send(&gw, &format!("X-API-Key: {key}\r\n")).await.status,
+        200
+    );
+    let racers = (0..6).map(|_| {
+        let client = gw.client_with_key(Some(&key));
+        let url = gw.url("/.portcullis/v1/keys/rotate");
+        async move {
+            let resp = client.post(url).send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<serde_json::Value>().await.unwrap())
+        }
+    });
+    let answers = futures_util::future::join_all(racers).await;
+    let won: Vec<_> = answers.iter().filter(|(s, _)| *s == 200).collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(s, _)| *s != 200) {
+        assert_eq!(*status, 401, "{body}");
+        assert_eq!(body["code"], "key_invalid", "{body}");
+    }
+    // The winner's key is the partner's only key, and it works.
+    let winner = won[0].1["key"].as_str().unwrap();
+    assert_eq!(
+        send(&gw, &format!("X-API-Key: {winner}\r\n")).await.status,
+        200
+    );
+    let (_, listed) = gw.admin_api("GET", "/v1/keys?partner=acme", None).await;
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["keys"][0]["key_id"], won[0].1["key_id"], "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partner_regenerates_its_own_key_and_the_old_one_dies_at_once() {
     let up = Upstream::start().await;
-    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url()).with_self_rotation()).await;
     let old = gw.key("acme").to_string();
     let client = gw.client();
     // Warm the cache with the old key first: rotation must beat the cache.

@@ -141,6 +141,8 @@ pub struct GatewayConfig {
     pub listen: String,
     /// Files written beside the gateway file, keyed by name.
     pub files: Vec<(String, String)>,
+    /// Extra YAML appended to the `partner_listener:` section.
+    pub partner_listener: String,
 }
 
 impl GatewayConfig {
@@ -158,6 +160,7 @@ impl GatewayConfig {
             server: String::new(),
             listen: String::new(),
             files: Vec::new(),
+            partner_listener: String::new(),
         }
     }
 }
@@ -165,6 +168,19 @@ impl GatewayConfig {
 /// The test partners, declared with no restrictions, unless a test's own
 /// policy declares partners.
 pub const DEFAULT_PARTNERS: &str = "partners:\n  acme: {}\n  globex: {}\n";
+
+/// The test partners, with data-key self-rotation turned on (it is off by
+/// default).
+pub const SELF_ROTATING_PARTNERS: &str =
+    "partners:\n  acme:\n    self_rotation: true\n  globex:\n    self_rotation: true\n";
+
+impl GatewayConfig {
+    pub fn with_self_rotation(mut self) -> GatewayConfig {
+        self.policies
+            .push(("00-partners.yaml".into(), SELF_ROTATING_PARTNERS.into()));
+        self
+    }
+}
 
 pub fn orders_policy(upstream: &str, extra_routes: &str) -> String {
     format!(
@@ -185,6 +201,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     pub https: SocketAddr,
     pub admin: SocketAddr,
+    /// The partner listener (`partner_listener.address`).
+    pub partner: Option<SocketAddr>,
     pub plaintext: Option<SocketAddr>,
     pub pki: Arc<Pki>,
     log: Arc<Mutex<String>>,
@@ -219,6 +237,17 @@ impl Gateway {
         pki.write_leaf(&dir.path().join("cert.pem"), &dir.path().join("key.pem"));
         let https = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        // Every test gateway has a partner listener unless the test sets its own.
+        let partner = (!config.extra.contains("partner_listener:"))
+            .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
+        let partner_yaml = partner
+            .map(|a| {
+                format!(
+                    "partner_listener:\n  address: \"{a}\"\n{}",
+                    config.partner_listener
+                )
+            })
+            .unwrap_or_default();
         let plaintext = config
             .plaintext
             .then(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
@@ -233,7 +262,7 @@ impl Gateway {
              http:\n  keepalive_timeout: 60s\n{http}\
              policies:\n  - policies/*.yaml\n\
              reload:\n  watch_interval: {watch}\n\
-             server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n{server}{extra}",
+             server:\n  threads: 2\n  pid_file: gw.pid\n  upgrade_sock: gw_upgrade.sock\n{server}{partner_yaml}{extra}",
             server = config.server,
             listen = config.listen,
             extra = if config.extra.contains("audit:") {
@@ -311,6 +340,7 @@ impl Gateway {
             dir,
             https,
             admin,
+            partner,
             plaintext,
             pki,
             log,
@@ -324,6 +354,10 @@ impl Gateway {
                 .await
                 .is_some_and(|(s, _)| s == 200)
                 && TcpStream::connect(gw.https).await.is_ok()
+                && match gw.partner {
+                    Some(addr) => TcpStream::connect(addr).await.is_ok(),
+                    None => true,
+                }
             {
                 return Ok(gw);
             }
@@ -358,6 +392,43 @@ impl Gateway {
 
     pub fn url(&self, path: &str) -> String {
         format!("https://{HOST}:{}{path}", self.https.port())
+    }
+
+    /// A URL on the partner listener.
+    pub fn partner_url(&self, path: &str) -> String {
+        let addr = self.partner.expect("this gateway has a partner listener");
+        format!("https://{HOST}:{}{path}", addr.port())
+    }
+
+    /// A client of the partner listener signed in with `credential`.
+    pub fn partner_client(&self, credential: Option<&str>) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(c) = credential {
+            headers.insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {c}").parse().unwrap(),
+            );
+        }
+        self.client_builder()
+            .http1_only()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    }
+
+    /// Issues a management credential for `partner` through the admin API.
+    pub async fn management_credential(&self, partner: &str, name: &str) -> String {
+        let (status, body) = self
+            .admin_api(
+                "POST",
+                "/v1/keys",
+                Some(serde_json::json!({"partner": partner, "name": name, "kind": "management"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let credential = body["key"].as_str().unwrap().to_string();
+        assert!(credential.starts_with("ptc_mgmt_"), "{credential}");
+        credential
     }
 
     pub fn key(&self, partner: &str) -> &str {
@@ -472,6 +543,21 @@ impl Gateway {
             .lines()
             .map(|l| serde_json::from_str(l).expect("every audit line is JSON"))
             .collect()
+    }
+
+    /// Waits for the audit event written for the request with this id (the
+    /// partner listener's calls are events).
+    pub async fn audit_event(&self, request_id: &str) -> serde_json::Value {
+        eventually(
+            &format!("the audit event of {request_id}"),
+            Duration::from_secs(10),
+            || async {
+                self.audit_lines()
+                    .into_iter()
+                    .find(|r| r["kind"] == "event" && r["detail"]["request_id"] == request_id)
+            },
+        )
+        .await
     }
 
     /// Waits for the audit record of the request with this id.

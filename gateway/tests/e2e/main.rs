@@ -23,6 +23,7 @@ mod monitoring;
 mod one_meaning;
 mod openapi;
 mod ownership;
+mod partner_api;
 mod protocol;
 mod readiness;
 mod redis;

@@ -518,7 +518,7 @@ async fn the_admin_api_is_what_its_openapi_document_says() {
 async fn the_partner_api_is_what_its_openapi_document_says() {
     let spec = Spec::load("partner.yaml");
     let up = Upstream::start().await;
-    let gw = Gateway::start(GatewayConfig::orders(&up.url())).await;
+    let gw = Gateway::start(GatewayConfig::orders(&up.url()).with_self_rotation()).await;
     let base = gw.url("");
     let rotate = "/.portcullis/v1/keys/rotate";
 
@@ -556,6 +556,119 @@ async fn the_partner_api_is_what_its_openapi_document_says() {
         "/.portcullis/v2/keys/rotate",
     ];
     nothing_else_is_served(&spec, &partner, &base, &[], &neighbours).await;
+    assert!(
+        up.recorder.requests().is_empty(),
+        "nothing reached the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partner_key_api_is_what_its_openapi_document_says() {
+    let spec = Spec::load("partner-keys.yaml");
+    let up = Upstream::start().await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    // The probes below are many more calls than a partner makes.
+    cfg.partner_listener = "  rate: {requests: 1000, per: 1m}\n".into();
+    let gw = Gateway::start(cfg).await;
+    let base = gw.partner_url("");
+    let mut seen = std::collections::BTreeSet::new();
+
+    let anonymous = gw.partner_client(None);
+    let answer = send(&anonymous, format!("{base}/v1/keys"), "get", None).await;
+    spec.check("get", "/v1/keys", &answer);
+    assert_eq!(answer.json()["code"], "credential_missing");
+
+    let credential = gw.management_credential("acme", "console").await;
+    let acme = gw.partner_client(Some(&credential));
+    let answer = send(&acme, format!("{base}/v1/keys"), "get", None).await;
+    seen.insert(spec.check("get", "/v1/keys", &answer));
+    assert_eq!(answer.status, 200);
+
+    let answer = send(
+        &acme,
+        format!("{base}/v1/keys"),
+        "post",
+        Some(json!({"name": "spare"})),
+    )
+    .await;
+    seen.insert(spec.check("post", "/v1/keys", &answer));
+    assert_eq!(answer.status, 201);
+    let spare = answer.json()["key_id"].as_str().unwrap().to_string();
+    let answer = send(
+        &acme,
+        format!("{base}/v1/keys"),
+        "post",
+        Some(json!({"name": "spare"})),
+    )
+    .await;
+    spec.check("post", "/v1/keys", &answer);
+    assert_eq!(answer.status, 409);
+    let answer = send(
+        &acme,
+        format!("{base}/v1/keys"),
+        "post",
+        Some(json!({"nom": "x"})),
+    )
+    .await;
+    spec.check("post", "/v1/keys", &answer);
+    assert_eq!(answer.status, 400);
+
+    let regenerate = "/v1/keys/{key_id}/regenerate";
+    let answer = send(
+        &acme,
+        format!("{base}/v1/keys/{spare}/regenerate"),
+        "post",
+        None,
+    )
+    .await;
+    seen.insert(spec.check("post", regenerate, &answer));
+    assert_eq!(answer.status, 200);
+    let renewed = answer.json()["key_id"].as_str().unwrap().to_string();
+    let answer = send(
+        &acme,
+        format!("{base}/v1/keys/{spare}/regenerate"),
+        "post",
+        None,
+    )
+    .await;
+    spec.check("post", regenerate, &answer);
+    assert_eq!(answer.status, 404);
+
+    let answer = send(&acme, format!("{base}/v1/keys/{renewed}"), "delete", None).await;
+    seen.insert(spec.check("delete", "/v1/keys/{key_id}", &answer));
+    assert_eq!(answer.status, 200);
+
+    let answer = send(&acme, format!("{base}/v1/keys/revoke-all"), "post", None).await;
+    seen.insert(spec.check("post", "/v1/keys/revoke-all", &answer));
+    assert_eq!(answer.status, 200);
+
+    let documented: std::collections::BTreeSet<String> =
+        spec.operations().into_iter().map(|(_, _, id)| id).collect();
+    assert_eq!(seen, documented, "every operation was seen to succeed");
+    let neighbours = [
+        "/",
+        "/v1",
+        "/v1/",
+        "/v1/keys/",
+        "/v1//keys",
+        "/v1/keys/revoke-all/",
+        "/v1/keys/0123456789ab/regenerate/",
+        "/v1/keys/0123456789ab/rotate",
+        "/v1/keys/0123456789AB",
+        "/v2/keys",
+        "/.portcullis/v1/keys/rotate",
+        "/partners/acme/orders",
+        "/healthz",
+        "/metrics",
+    ];
+    nothing_else_is_served(
+        &spec,
+        &acme,
+        &base,
+        &[("key_id", "0123456789ab")],
+        &neighbours,
+    )
+    .await;
     assert!(
         up.recorder.requests().is_empty(),
         "nothing reached the upstream"

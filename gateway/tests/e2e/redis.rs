@@ -128,9 +128,19 @@ fn hammer(
         .collect()
 }
 
+/// Who replaces acme's key while every node is hammered with it.
+enum Rotation {
+    /// An operator, with `portcullis keys rotate` on the second node.
+    Operator,
+    /// acme itself, with its management credential on the first node's
+    /// partner listener.
+    Partner { credential: String, key_id: String },
+}
+
 async fn rotate_while_hammered(
     nodes: &[&Gateway],
     before_rotation: impl FnOnce(),
+    rotation: Rotation,
 ) -> (Vec<(Instant, u16)>, Instant, Duration) {
     let old = nodes[0].key("acme").to_string();
     for gw in nodes {
@@ -181,9 +191,22 @@ async fn rotate_while_hammered(
     tokio::time::sleep(Duration::from_millis(200)).await;
     before_rotation();
     let started = Instant::now();
-    let (code, out, err) = keys_cli(nodes[1].dir.path(), &["rotate", "--partner", "acme"]);
+    match rotation {
+        Rotation::Operator => {
+            let (code, out, err) = keys_cli(nodes[1].dir.path(), &["rotate", "--partner", "acme"]);
+            assert_eq!(code, 0, "{out}{err}");
+        }
+        Rotation::Partner { credential, key_id } => {
+            let resp = nodes[0]
+                .partner_client(Some(&credential))
+                .post(nodes[0].partner_url(&format!("/v1/keys/{key_id}/regenerate")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+        }
+    }
     let returned = Instant::now();
-    assert_eq!(code, 0, "{out}{err}");
     tokio::time::sleep(Duration::from_millis(400)).await;
     stop.store(true, Ordering::SeqCst);
     let mut all = Vec::new();
@@ -193,14 +216,8 @@ async fn rotate_while_hammered(
     (all, returned, returned - started)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_rotation_returns_no_node_accepts_the_old_key() {
-    let redis = RedisServer::start().await;
-    let up = Upstream::start().await;
-    let n1 = node(&redis.url(), &up, None).await;
-    let n2 = node(&redis.url(), &up, Some(&n1)).await;
-    let n3 = node(&redis.url(), &up, Some(&n1)).await;
-    let (seen, returned, took) = rotate_while_hammered(&[&n1, &n2, &n3], || {}).await;
+/// The old key worked before `returned`, and no node accepted it after.
+fn assert_cut_over(seen: &[(Instant, u16)], returned: Instant) {
     let accepted_before = seen
         .iter()
         .filter(|(t, s)| *t < returned && *s == 200)
@@ -222,7 +239,58 @@ async fn after_a_rotation_returns_no_node_accepts_the_old_key() {
         "old key accepted after the rotation returned"
     );
     assert!(refused_after > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_rotation_returns_no_node_accepts_the_old_key() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    let n1 = node(&redis.url(), &up, None).await;
+    let n2 = node(&redis.url(), &up, Some(&n1)).await;
+    let n3 = node(&redis.url(), &up, Some(&n1)).await;
+    let (seen, returned, took) =
+        rotate_while_hammered(&[&n1, &n2, &n3], || {}, Rotation::Operator).await;
+    assert_cut_over(&seen, returned);
     eprintln!("rotation with 3 live nodes took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_regenerating_its_key_is_enforced_on_every_node_when_the_call_returns() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    let n1 = node(&redis.url(), &up, None).await;
+    let n2 = node(&redis.url(), &up, Some(&n1)).await;
+    let n3 = node(&redis.url(), &up, Some(&n1)).await;
+    let credential = n1.management_credential("acme", "console").await;
+    let listed: serde_json::Value = n1
+        .partner_client(Some(&credential))
+        .get(n1.partner_url("/v1/keys"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_id = listed["keys"][0]["key_id"].as_str().unwrap().to_string();
+    // The credential, issued through the first node, works on the others.
+    for gw in [&n2, &n3] {
+        let status = gw
+            .partner_client(Some(&credential))
+            .get(gw.partner_url("/v1/keys"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let (seen, returned, took) = rotate_while_hammered(
+        &[&n1, &n2, &n3],
+        || {},
+        Rotation::Partner { credential, key_id },
+    )
+    .await;
+    assert_cut_over(&seen, returned);
+    eprintln!("partner regeneration with 3 live nodes took {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,7 +301,8 @@ async fn a_node_cut_off_from_redis_cannot_keep_the_old_key_alive() {
     let n1 = node(&redis.url(), &up, None).await;
     let n2 = node(&redis.url(), &up, Some(&n1)).await;
     let n3 = node(&format!("redis://{}", relay.addr), &up, Some(&n1)).await;
-    let (seen, returned, took) = rotate_while_hammered(&[&n1, &n2, &n3], || relay.cut()).await;
+    let (seen, returned, took) =
+        rotate_while_hammered(&[&n1, &n2, &n3], || relay.cut(), Rotation::Operator).await;
     let accepted_after = seen
         .iter()
         .filter(|(t, s)| *t >= returned && *s == 200)
@@ -278,7 +347,7 @@ async fn a_redis_outage_is_bounded_and_recovers_by_itself() {
     let mut redis = RedisServer::start().await;
     let up = Upstream::start().await;
     // A 3s lease: long enough that "right after the kill" is well inside it.
-    let mut cfg = GatewayConfig::orders(&up.url());
+    let mut cfg = GatewayConfig::orders(&up.url()).with_self_rotation();
     cfg.keys = format!(
         "  store: redis\n  redis:\n    url: {}\n    lease: 3s\n    timeout: 200ms\n",
         redis.url()

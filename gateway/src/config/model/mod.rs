@@ -62,6 +62,8 @@ pub struct GatewayFile {
     pub abuse: super::monitoring::AbuseSettings,
     #[serde(default)]
     pub traces: super::traces::TracesSettings,
+    #[serde(default)]
+    pub partner_listener: super::partner::PartnerListenerSettings,
 }
 
 /// What every response loses or gains on its way out.

@@ -252,6 +252,16 @@ pub struct PartnerSpec {
     pub allow_ips: Option<Vec<String>>,
     #[serde(default)]
     pub limits: PartnerLimits,
+    /// Whether a data key may regenerate itself with `POST
+    /// /.portcullis/v1/keys/rotate`. A key made that way cannot do it again,
+    /// and only the key presented is replaced, so a stolen key's holder gets
+    /// at most one rotation and never a chain of them. Off, a partner
+    /// manages its keys with its management credential, never with a data
+    /// key (403 `self_rotation_disabled`).
+    ///
+    /// Default: `false`.
+    #[serde(default)]
+    pub self_rotation: bool,
 }
 
 /// Limits on one partner's traffic.

@@ -1,8 +1,11 @@
 //! The Redis key store, for many gateway nodes sharing one store of record.
 //!
 //! Layout (every name under a configurable prefix, default `portcullis:`):
-//! - `key:<hash>`        hash of one key record: partner, name, key_id, created_at, expires_at
-//! - `partner:<id>`      hash: key name → key hash, the partner's keys
+//! - `key:<hash>`        hash of one key record: partner, name, key_id, created_at, expires_at,
+//!   self_rotated (`1` for a key made by a key regenerating itself), kind (`data` or
+//!   `management`; absent in records written before it, which are data keys)
+//! - `partner:<id>`      hash: slot (key name, or `mgmt.<name>` for a management
+//!   credential) → key hash, the partner's credentials
 //! - `partners`          set of partner ids
 //! - `suspended`         set of partner ids suspended at runtime
 //! - `epoch`             integer, incremented by every rotation, revocation or suspension
@@ -26,7 +29,7 @@ use redis::{Client, Script};
 mod scripts;
 
 use super::pepper::KeyHash;
-use super::store::{KeyRecord, KeyStore, Lookup, StoreError};
+use super::store::{KeyRecord, KeyStore, Kind, Lookup, StoreError, SUPERSEDED};
 use crate::config::model::RedisSettings;
 use scripts::Scripts;
 
@@ -177,6 +180,11 @@ fn record_from(hash: &str, fields: &[String]) -> Option<KeyRecord> {
         name: get("name")?,
         created_at: get("created_at")?.parse().ok()?,
         expires_at: get("expires_at").and_then(|v| v.parse().ok()),
+        self_rotated: get("self_rotated").is_some_and(|v| v == "1"),
+        kind: match get("kind").as_deref() {
+            Some("management") => Kind::Management,
+            _ => Kind::Data,
+        },
     })
 }
 
@@ -184,6 +192,8 @@ fn script_error(e: redis::RedisError) -> StoreError {
     let text = e.to_string();
     if text.contains("NOTFOUND") {
         StoreError::NotFound
+    } else if text.contains("SUPERSEDED") {
+        StoreError::Conflict(SUPERSEDED.into())
     } else if text.contains("CONFLICT") {
         StoreError::Conflict("the partner already has a key of that name".into())
     } else {
@@ -453,12 +463,19 @@ impl RedisStore {
 
     fn record_args(&self, record: &KeyRecord) -> Vec<String> {
         vec![
-            record.name.clone(),
+            record.slot(),
             record.hash.clone(),
             record.partner.clone(),
             record.key_id.clone(),
             record.created_at.to_string(),
             record.expires_at.map(|t| t.to_string()).unwrap_or_default(),
+            if record.self_rotated { "1" } else { "0" }.to_string(),
+            record.name.clone(),
+            match record.kind {
+                Kind::Data => "data",
+                Kind::Management => "management",
+            }
+            .to_string(),
         ]
     }
 }
@@ -549,10 +566,15 @@ impl KeyStore for RedisStore {
         Ok(())
     }
 
-    async fn replace(&self, record: KeyRecord) -> Result<(KeyRecord, u64), StoreError> {
+    async fn replace(
+        &self,
+        record: KeyRecord,
+        expected: Option<&KeyHash>,
+    ) -> Result<(KeyRecord, u64), StoreError> {
         let mut args = self.record_args(&record);
         args.push(self.prefix.clone());
         args.push(self.channel());
+        args.push(expected.map(KeyHash::to_hex).unwrap_or_default());
         let keys = vec![
             self.name(&format!("partner:{}", record.partner)),
             self.name("epoch"),
@@ -561,9 +583,19 @@ impl KeyStore for RedisStore {
         self.change(&self.scripts.replace, keys, args).await
     }
 
-    async fn remove(&self, partner: &str, name: &str) -> Result<(KeyRecord, u64), StoreError> {
+    async fn remove(
+        &self,
+        partner: &str,
+        slot: &str,
+        expected: Option<&KeyHash>,
+    ) -> Result<(KeyRecord, u64), StoreError> {
         let keys = vec![self.name(&format!("partner:{partner}")), self.name("epoch")];
-        let args = vec![name.to_string(), self.prefix.clone(), self.channel()];
+        let args = vec![
+            slot.to_string(),
+            self.prefix.clone(),
+            self.channel(),
+            expected.map(KeyHash::to_hex).unwrap_or_default(),
+        ];
         self.change(&self.scripts.remove, keys, args).await
     }
 

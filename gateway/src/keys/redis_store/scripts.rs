@@ -24,30 +24,38 @@ redis.call('PUBLISH', ARGV[3], e)
 return e
 ";
 
+/// ARGV: slot, hash, partner, key_id, created_at, expires_at, self_rotated,
+/// name, kind (the partner's hash is keyed by slot, see `store::slot`).
 const INSERT: &str = r"
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return redis.error_reply('CONFLICT') end
-redis.call('HSET', KEYS[1], 'partner', ARGV[3], 'name', ARGV[1], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6])
+redis.call('HSET', KEYS[1], 'partner', ARGV[3], 'name', ARGV[8], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'self_rotated', ARGV[7], 'kind', ARGV[9])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 ";
 
+/// ARGV 1-9 as for INSERT, then prefix, channel and, when not empty, the
+/// hash the slot's key must still have.
 const REPLACE: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return redis.error_reply('NOTFOUND') end
-local oldkey = ARGV[7] .. 'key:' .. old
+if ARGV[12] ~= '' and old ~= ARGV[12] then return redis.error_reply('SUPERSEDED') end
+local oldkey = ARGV[10] .. 'key:' .. old
 local fields = redis.call('HGETALL', oldkey)
 redis.call('DEL', oldkey)
-redis.call('HSET', KEYS[3], 'partner', ARGV[3], 'name', ARGV[1], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6])
+redis.call('HSET', KEYS[3], 'partner', ARGV[3], 'name', ARGV[8], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'self_rotated', ARGV[7], 'kind', ARGV[9])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[8], e)
+redis.call('PUBLISH', ARGV[11], e)
 return {old, fields, e}
 ";
 
+/// ARGV: slot, prefix, channel and, when not empty, the hash the slot's key
+/// must still have.
 const REMOVE: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return redis.error_reply('NOTFOUND') end
+if ARGV[4] ~= '' and old ~= ARGV[4] then return redis.error_reply('SUPERSEDED') end
 local oldkey = ARGV[2] .. 'key:' .. old
 local fields = redis.call('HGETALL', oldkey)
 redis.call('DEL', oldkey)

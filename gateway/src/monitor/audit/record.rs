@@ -94,6 +94,10 @@ pub struct ObjectNamed {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub event: &'static str,
+    /// For an action someone asked for (a partner managing its keys): was
+    /// it done, refused, or did it fail.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decision: Option<Decision>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partner: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,11 +112,17 @@ impl Event {
     pub fn new(event: &'static str) -> Event {
         Event {
             event,
+            decision: None,
             partner: None,
             key_id: None,
             client_ip: None,
             detail: serde_json::Map::new(),
         }
+    }
+
+    pub fn decided(mut self, decision: Decision) -> Event {
+        self.decision = Some(decision);
+        self
     }
 
     pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Event {

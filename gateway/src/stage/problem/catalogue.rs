@@ -107,8 +107,31 @@ pub const CONFLICTING_CREDENTIALS: Reject = Reject::new(
 );
 pub const KEY_MISSING: Reject = Reject::new(401, "key_missing", "An API key is required");
 
+// The partner listener: signing in with a management credential (partner/)
+
+pub const CREDENTIAL_MISSING: Reject = Reject::new(
+    401,
+    "credential_missing",
+    "A partner management credential is required",
+);
+pub const CREDENTIAL_INVALID: Reject = Reject::new(
+    401,
+    "credential_invalid",
+    "The partner management credential is not valid",
+);
+
 // A partner regenerating its own key (proxy/selfservice.rs)
 
+pub const SELF_ROTATION_DISABLED: Reject = Reject::new(
+    403,
+    "self_rotation_disabled",
+    "This partner's keys cannot regenerate themselves; use the partner's management credential",
+);
+pub const SELF_ROTATION_SPENT: Reject = Reject::new(
+    403,
+    "self_rotation_spent",
+    "This key was made by a self-rotation and cannot rotate itself again; use the partner's management credential",
+);
 pub const ROTATION_FAILED: Reject = Reject::new(
     503,
     "key_rotation_failed",
@@ -382,6 +405,10 @@ pub const PUBLIC: &[Reject] = &[
     KEY_IN_QUERY,
     CONFLICTING_CREDENTIALS,
     KEY_MISSING,
+    CREDENTIAL_MISSING,
+    CREDENTIAL_INVALID,
+    SELF_ROTATION_DISABLED,
+    SELF_ROTATION_SPENT,
     ROTATION_FAILED,
     BODY_TOO_LARGE,
     BODY_TIMEOUT,
