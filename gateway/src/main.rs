@@ -82,6 +82,9 @@ enum Command {
         https: SocketAddr,
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: SocketAddr,
+        /// The partner listener, where partners manage their own keys.
+        #[arg(long, default_value = "127.0.0.1:8444")]
+        partner: SocketAddr,
     },
 }
 
@@ -476,9 +479,17 @@ fn main() -> ExitCode {
             portcullis::cli::audit::search(&files, &filter, limit, summary_only)
         }
         #[cfg(feature = "demo")]
-        Command::Demo { dir, https, admin } => {
-            portcullis::cli::demo::run(portcullis::cli::demo::DemoOptions { dir, https, admin })
-        }
+        Command::Demo {
+            dir,
+            https,
+            admin,
+            partner,
+        } => portcullis::cli::demo::run(portcullis::cli::demo::DemoOptions {
+            dir,
+            https,
+            admin,
+            partner,
+        }),
         #[cfg(not(feature = "demo"))]
         Command::Demo { .. } => Err(
             "this build has no demo (a production build leaves the example upstream out): \

@@ -25,6 +25,8 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     pub https: SocketAddr,
     pub admin: SocketAddr,
+    /// The partner listener, where acme manages its keys.
+    pub partner: SocketAddr,
 }
 
 /// Writes a file only the owner can read, replacing it atomically.
@@ -90,6 +92,7 @@ fn gateway_yaml(opts: &DemoOptions) -> String {
         "# Written by `portcullis demo`; every field is in docs/src/reference/configuration.md.\n\
          listen:\n  https: \"{https}\"\n\
          admin:\n  address: \"{admin}\"\n  token_file: admin-token\n\
+         partner_listener:\n  address: \"{partner}\"\n\
          keys:\n  path: keys.json\n  pepper_file: pepper\n\
          tls:\n  certificate: gateway.pem\n  private_key: gateway.key\n\
          policies:\n  - policies/*.yaml\n\
@@ -98,6 +101,7 @@ fn gateway_yaml(opts: &DemoOptions) -> String {
          server:\n  threads: 2\n  pid_file: portcullis.pid\n  upgrade_sock: portcullis_upgrade.sock\n",
         https = opts.https,
         admin = opts.admin,
+        partner = opts.partner,
     )
 }
 
@@ -190,9 +194,12 @@ fn start_upstream(public_key: &Path) -> Result<SocketAddr, String> {
         .map_err(|_| "the example upstream did not start".to_string())?
 }
 
-fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)]) {
+fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &DemoKeys) {
     let ca = opts.dir.join("ca.pem");
     let base = format!("https://localhost:{}", opts.https.port());
+    let partner_base = format!("https://localhost:{}", opts.partner.port());
+    let manager = &keys.acme_management;
+    let keys = &keys.data;
     let c = format!("curl -sS --cacert {}", ca.display());
     let acme = keys.first().map_or("", |(_, k)| k.as_str());
     let globex_order =
@@ -202,11 +209,14 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
         "\nPortcullis demo is running.\n\
          \n  gateway   {base}   (TLS 1.2/1.3, certificate from the demo CA)\
          \n  admin     http://{admin}   (/healthz, /readyz, /metrics, key API; loopback only)\
+         \n  partners  {partner_base}   (partners manage their own keys here)\
          \n  upstream  http://{upstream}   (example orders service; refuses requests without the gateway's signed assertion)\
          \n  config    {config}\
          \n\nDemo partners and their keys (shown once; the store keeps only hashes):\
          \n  acme      {acme}\
          \n  globex    {globex}\
+         \n  management credential of acme, for the partner listener only:\
+         \n            {manager}\
          \n\nTry:\n\
          \n  # accepted: routed to the upstream, which sees X-Partner-Id and never the key\
          \n  {c} -i -H 'X-API-Key: {acme}' {base}/partners/acme/orders\
@@ -230,8 +240,10 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
          \n  {c} -i -H 'X-API-Key: {acme}' -X DELETE {base}/orders/{globex_order}   # 404 object_not_found: globex's order, never forwarded\
          \n  {c} -H 'X-API-Key: {globex}' {base}/orders/{globex_order}   # still there for its owner\
          \n  # operators: portcullis owners show|import|export|transfer --config {config}\
-         \n\n  # acme regenerates its own key; the old one is refused from then on\
-         \n  {c} -X POST -H 'X-API-Key: {acme}' {base}/.portcullis/v1/keys/rotate\
+         \n\n  # acme manages its keys with its management credential, never with an API key\
+         \n  {c} -H 'Authorization: Bearer {manager}' {partner_base}/v1/keys   # acme's keys, and when each was last used\
+         \n  {c} -X POST -H 'Authorization: Bearer {manager}' -H 'content-type: application/json' -d '{{\"name\":\"next\"}}' {partner_base}/v1/keys   # a second key, shown once\
+         \n  {c} -i -X POST -H 'X-API-Key: {acme}' {base}/.portcullis/v1/keys/rotate   # 403 self_rotation_disabled: a stolen key cannot lock acme out\
          \n  # operators: portcullis keys list|create|rotate|revoke --config {config}\
          \n  curl -sS http://{admin}/metrics | grep portcullis_requests_total\
          \n\n  # globex may make 5 requests a minute: the sixth gets 429 rate_limited with Retry-After\
@@ -247,9 +259,16 @@ fn print_banner(opts: &DemoOptions, upstream: SocketAddr, keys: &[(&str, String)
     );
 }
 
+/// What the banner shows once: each partner's key, and acme's management
+/// credential.
+struct DemoKeys {
+    data: Vec<(&'static str, String)>,
+    acme_management: String,
+}
+
 /// The demo partners and a fresh key for each: the store keeps only
 /// hashes, so each run issues new keys (rotating the previous ones).
-fn issue_demo_keys(dir: &Path) -> Result<Vec<(&'static str, String)>, String> {
+fn issue_demo_keys(dir: &Path) -> Result<DemoKeys, String> {
     let pepper = Pepper::load(Some(&dir.join("pepper")))?;
     let store = EmbeddedStore::open_owned(&dir.join("keys.json"))?
         .ok_or("another demo is running from this folder")?;
@@ -273,7 +292,17 @@ fn issue_demo_keys(dir: &Path) -> Result<Vec<(&'static str, String)>, String> {
                 issued.map_err(|e| format!("cannot issue the demo key for {partner}: {e}"))?;
             keys.push((partner, key.reveal().to_string()));
         }
-        Ok(keys)
+        let slot = crate::keys::store::slot(crate::keys::store::Kind::Management, "console");
+        let issued = match service.rotate("acme", &slot).await {
+            Err(StoreError::NotFound) => service.create("acme", &slot, None).await,
+            other => other,
+        };
+        let (manager, _) =
+            issued.map_err(|e| format!("cannot issue acme's management credential: {e}"))?;
+        Ok(DemoKeys {
+            data: keys,
+            acme_management: manager.reveal().to_string(),
+        })
     })
 }
 

@@ -276,14 +276,24 @@ async fn via_admin(settings: &GatewayFile, cmd: &KeysCommand) -> Result<Outcome,
 }
 
 fn describe(v: &serde_json::Value) -> String {
+    let time = |field: &str| {
+        v[field]
+            .as_u64()
+            .map_or("never".to_string(), |t| t.to_string())
+    };
     format!(
-        "partner={} name={} key_id={} expires_at={}",
+        "partner={} name={} key_id={} expires_at={} kind={} last_used_at={}{}",
         v["partner"].as_str().unwrap_or("?"),
         v["name"].as_str().unwrap_or("?"),
         v["key_id"].as_str().unwrap_or("?"),
-        v["expires_at"]
-            .as_u64()
-            .map_or("never".to_string(), |t| t.to_string()),
+        time("expires_at"),
+        v["kind"].as_str().unwrap_or("data"),
+        time("last_used_at"),
+        if v["self_rotated"] == true {
+            " self_rotated"
+        } else {
+            ""
+        },
     )
 }
 

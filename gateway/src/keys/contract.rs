@@ -132,6 +132,26 @@ pub async fn run(store: &dyn KeyStore) {
     assert_eq!(gone, next);
     assert_eq!(find(store, &rotated).await, Some(rotated.clone()));
 
+    // Usage only ever moves forward, and only for keys still stored.
+    store
+        .record_use(&[
+            (rotated.hash.clone(), 1_000_020),
+            (never_stored.hash.clone(), 1_000_020),
+        ])
+        .await
+        .unwrap();
+    store
+        .record_use(&[(rotated.hash.clone(), 1_000_000)])
+        .await
+        .unwrap();
+    assert_eq!(
+        find(store, &rotated).await.unwrap().last_used_at,
+        Some(1_000_020)
+    );
+    assert_eq!(find(store, &never_stored).await, None);
+    let mut rotated = rotated;
+    rotated.last_used_at = Some(1_000_020);
+
     // Suspension covers every key of the partner, now and later, and no one else's.
     let suspended_at = store.set_suspended("acme", true).await.unwrap();
     assert!(suspended_at >= epoch_after_removal);

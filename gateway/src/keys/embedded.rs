@@ -376,6 +376,29 @@ impl KeyStore for EmbeddedStore {
         out.sort();
         Ok(out)
     }
+
+    async fn record_use(&self, used: &[(String, u64)]) -> Result<(), StoreError> {
+        let index = self.index.load();
+        let raises = |records: &[KeyRecord]| {
+            used.iter().any(|(hash, at)| {
+                records
+                    .iter()
+                    .any(|r| r.hash == *hash && r.last_used_at.is_none_or(|t| t < *at))
+            })
+        };
+        // Most batches change nothing the file holds: skip the write.
+        if !raises(&index.records) {
+            return Ok(());
+        }
+        self.modify(|records| {
+            for (hash, at) in used {
+                if let Some(r) = records.iter_mut().find(|r| r.hash == *hash) {
+                    r.last_used_at = r.last_used_at.max(Some(*at));
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! API keys: format, hashing, stores, cache and verification.
 
+pub mod change;
 #[doc(hidden)]
 pub mod contract;
 pub mod credential;
@@ -10,4 +11,5 @@ pub mod pepper;
 pub mod redis_store;
 pub mod service;
 pub mod store;
+pub mod usage;
 pub mod verify;

@@ -4,10 +4,14 @@
 //! length, and trusts its cache only while its own lease runs (measured
 //! from the moment it *sent* the renewal, so its local deadline is never
 //! later than the one Redis recorded). Every rotation or revocation bumps
-//! a change **epoch** in the same atomic script and publishes it. A node
-//! that learns of a newer epoch — by the published message, or by the epoch
-//! each renewal returns — first marks it applied, then empties its cache,
-//! then acknowledges it in Redis.
+//! a change **epoch** in the same atomic script and publishes it, with what
+//! it touched. A node that learns of a newer epoch first marks it applied,
+//! then forgets what changed, then acknowledges it in Redis. When the
+//! published message is the very next epoch, it forgets just the key (or
+//! partner, or object) the change names, so one partner's rotations never
+//! empty the cache every other partner is served from. When the node has
+//! missed an epoch, or learns of it from the epoch a renewal returns, it
+//! cannot tell what changed and empties its caches (`change.rs`).
 //!
 //! The rotating call returns only when every node with a live lease has
 //! acknowledged the epoch, or its lease has run out. So once it returns, no
@@ -29,6 +33,7 @@ use futures_util::StreamExt;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use super::change::Change;
 use super::redis_store::RedisStore;
 use super::store::StoreError;
 use super::verify::Verifier;
@@ -70,7 +75,7 @@ impl NodeState {
     }
 
     pub fn applied_epoch(&self) -> u64 {
-        self.applied_epoch.load(Ordering::Acquire)
+        self.applied_epoch.load(Ordering::SeqCst)
     }
 
     fn extend_trust(&self, sent_at: Instant, lease: Duration) {
@@ -82,7 +87,32 @@ impl NodeState {
     /// Records `epoch` as applied; true if it was new (the caller must
     /// then empty the cache before acknowledging).
     fn apply(&self, epoch: u64) -> bool {
-        self.applied_epoch.fetch_max(epoch, Ordering::AcqRel) < epoch
+        self.applied_epoch.fetch_max(epoch, Ordering::SeqCst) < epoch
+    }
+
+    /// Records `epoch` as applied and says what the caller must forget
+    /// before acknowledging: only the change itself when it is the very
+    /// next epoch, everything when one was missed, nothing when it is old.
+    fn advance(&self, epoch: u64) -> Advance {
+        let Some(previous) = epoch.checked_sub(1) else {
+            return Advance::Seen;
+        };
+        match self.applied_epoch.compare_exchange(
+            previous,
+            epoch,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => Advance::Next,
+            Err(current) if current >= epoch => Advance::Seen,
+            Err(_) => {
+                if self.apply(epoch) {
+                    Advance::Gap
+                } else {
+                    Advance::Seen
+                }
+            }
+        }
     }
 
     /// On a single node, the store's change epoch is applied as soon as the
@@ -93,6 +123,17 @@ impl NodeState {
             self.apply(epoch);
         }
     }
+}
+
+/// What applying an epoch asks of the caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Advance {
+    /// The next epoch: forget what it changed.
+    Next,
+    /// Newer than the next: something in between was missed.
+    Gap,
+    /// Already applied.
+    Seen,
 }
 
 /// Waits until every live node has applied `epoch` or lost its lease.
@@ -128,9 +169,11 @@ pub struct NodeAgent {
 }
 
 impl NodeAgent {
-    async fn apply(&self, epoch: u64) {
-        if self.verifier.node().apply(epoch) {
-            self.verifier.flush();
+    async fn apply(&self, epoch: u64, change: Change) {
+        match self.verifier.node().advance(epoch) {
+            Advance::Next => self.verifier.forget_change(&change),
+            Advance::Gap => self.verifier.flush(),
+            Advance::Seen => {}
         }
         if let Err(e) = self.store.ack(&self.node_id, epoch).await {
             tracing::debug!(error = %e, "cannot acknowledge key change");
@@ -144,7 +187,8 @@ impl NodeAgent {
                 // Apply before extending trust: a newer epoch must empty
                 // the cache before the cache is trusted any longer.
                 if epoch > self.verifier.node().applied_epoch() {
-                    self.apply(epoch).await;
+                    // A renewal does not say what changed.
+                    self.apply(epoch, Change::Everything).await;
                 }
                 self.verifier
                     .node()
@@ -173,8 +217,11 @@ impl NodeAgent {
         }
         let mut messages = pubsub.on_message();
         while let Some(msg) = messages.next().await {
-            if let Ok(epoch) = msg.get_payload::<u64>() {
-                self.apply(epoch).await;
+            let Ok(payload) = msg.get_payload::<String>() else {
+                continue;
+            };
+            if let Some((epoch, change)) = super::change::parse(&payload) {
+                self.apply(epoch, change).await;
             }
         }
     }
@@ -208,5 +255,26 @@ impl BackgroundService for NodeAgent {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_next_epoch_is_targeted_and_a_gap_forgets_everything() {
+        let node = NodeState::shared();
+        assert_eq!(node.advance(1), Advance::Next);
+        assert_eq!(node.advance(2), Advance::Next);
+        // Already applied (a renewal saw it first, or a repeat).
+        assert_eq!(node.advance(2), Advance::Seen);
+        assert_eq!(node.advance(1), Advance::Seen);
+        // 3 and 4 were missed: 5 cannot be applied by what it names alone.
+        assert_eq!(node.advance(5), Advance::Gap);
+        assert_eq!(node.applied_epoch(), 5);
+        assert_eq!(node.advance(4), Advance::Seen);
+        assert_eq!(node.advance(6), Advance::Next);
+        assert_eq!(node.advance(0), Advance::Seen);
     }
 }

@@ -213,7 +213,8 @@ impl KeyService {
             .set_suspended(partner, suspended)
             .await?;
         self.verifier.node().applied_locally(epoch);
-        self.verifier.flush();
+        self.verifier
+            .forget_change(&super::change::Change::Partner(partner.to_string()));
         self.verifier.store().await_propagation(epoch).await
     }
 
@@ -222,7 +223,14 @@ impl KeyService {
     }
 
     pub async fn list(&self, partner: Option<&str>) -> Result<Vec<KeyRecord>, StoreError> {
-        let mut records = self.verifier.store().list(partner).await?;
+        let mut records: Vec<KeyRecord> = self
+            .verifier
+            .store()
+            .list(partner)
+            .await?
+            .into_iter()
+            .map(|r| self.verifier.with_last_use(r))
+            .collect();
         records.sort_by(|a, b| (&a.partner, &a.name).cmp(&(&b.partner, &b.name)));
         Ok(records)
     }

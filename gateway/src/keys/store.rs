@@ -31,6 +31,10 @@ pub struct KeyRecord {
     /// An API key, or a partner's management credential.
     #[serde(default, skip_serializing_if = "Kind::is_data")]
     pub kind: Kind,
+    /// Unix seconds, to the minute, when a node last accepted it, as of
+    /// that node's last usage batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<u64>,
 }
 
 /// What marks a management credential's slot: a character no name may
@@ -79,6 +83,7 @@ impl KeyRecord {
             "expires_at": self.expires_at,
             "self_rotated": self.self_rotated,
             "kind": self.kind,
+            "last_used_at": self.last_used_at,
         })
     }
 }
@@ -162,6 +167,10 @@ pub trait KeyStore: Send + Sync {
     /// later); returns the change epoch it created.
     async fn set_suspended(&self, partner: &str, suspended: bool) -> Result<u64, StoreError>;
     async fn suspended_partners(&self) -> Result<Vec<String>, StoreError>;
+    /// Raises the last-used times of the keys with these hashes (hex) to
+    /// the times given; keys no longer stored are skipped. Moves no epoch:
+    /// nothing a node caches depends on it.
+    async fn record_use(&self, used: &[(String, u64)]) -> Result<(), StoreError>;
     /// Returns once no node can still accept keys changed by `epoch`.
     /// A single-node store has nothing to wait for.
     async fn await_propagation(&self, _epoch: u64) -> Result<(), StoreError> {
@@ -205,6 +214,7 @@ pub fn new_record_of(
         expires_at,
         self_rotated: false,
         kind,
+        last_used_at: None,
     };
     Ok((key, record))
 }

@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 
 use std::net::IpAddr;
 
-use prometheus::{IntCounter, IntGauge};
+use prometheus::{IntCounter, IntCounterVec, IntGauge};
 use quick_cache::sync::Cache;
 
+use super::change::Change;
 use super::format::{self, Malformed};
 use super::node::NodeState;
 use super::pepper::{KeyHash, KeyId, Pepper};
@@ -33,6 +34,8 @@ pub struct KeyStats {
     pub misses_refused: IntCounter,
     /// 1 while this node's last lease renewal succeeded, else 0.
     pub store_up: IntGauge,
+    /// Changes this node's caches forgot, by what they touched.
+    pub changes: IntCounterVec,
 }
 
 impl KeyStats {
@@ -58,6 +61,19 @@ impl KeyStats {
                 "key_store_up",
                 "1 while this node's last key-store lease renewal succeeded, else 0",
             )?,
+            changes: {
+                let changes = IntCounterVec::new(
+                    prometheus::Opts::new(
+                        "key_cache_changes_total",
+                        "Store changes this node's caches forgot, by scope: key, partner, owner (targeted) or everything (a change it could not pin down)",
+                    ),
+                    &["scope"],
+                )?;
+                for scope in ["key", "partner", "owner", "everything"] {
+                    changes.with_label_values(&[scope]);
+                }
+                changes
+            },
         })
     }
 }
@@ -85,18 +101,22 @@ pub enum Verdict {
     TooManyUnknown(KeyId),
 }
 
+/// Another cache told of every change (the ownership index's).
+type ChangeListener = Box<dyn Fn(&Change) + Send + Sync>;
+
 pub struct Verifier {
     pepper: Pepper,
     store: Arc<dyn KeyStore>,
     cache: Cache<KeyHash, Cached>,
-    /// Other caches that must empty with this one (the ownership index's):
-    /// the node agent flushes them all when it applies a change epoch.
-    also_flush: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+    /// Other caches that must forget what this one forgets (the ownership
+    /// index's): the node agent tells them every change epoch it applies.
+    listeners: std::sync::Mutex<Vec<ChangeListener>>,
     negative_ttl: Duration,
     node: NodeState,
     stats: Option<KeyStats>,
     miss_limit: Option<MissLimit>,
     misses: Cache<IpAddr, (Instant, u32)>,
+    usage: super::usage::Usage,
 }
 
 impl Verifier {
@@ -128,12 +148,13 @@ impl Verifier {
             pepper,
             store,
             cache: Cache::new(cache_entries.max(1)),
-            also_flush: std::sync::Mutex::new(Vec::new()),
+            listeners: std::sync::Mutex::new(Vec::new()),
             negative_ttl,
             node,
             stats: None,
             miss_limit: None,
             misses: Cache::new(cache_entries.clamp(1, 100_000)),
+            usage: super::usage::Usage::new(cache_entries),
         }
     }
 
@@ -193,20 +214,60 @@ impl Verifier {
         &self.node
     }
 
-    /// Empties the cache (a change this node cannot pin down happened).
+    /// When this node last accepted each key, until the next batch.
+    pub fn usage(&self) -> &super::usage::Usage {
+        &self.usage
+    }
+
+    /// `record` with its last use as this node knows it (the store's batch
+    /// time, or this node's newer sighting).
+    pub fn with_last_use(&self, mut record: KeyRecord) -> KeyRecord {
+        if let Some(hash) = record.key_hash() {
+            record.last_used_at = record.last_used_at.max(self.usage.last_seen(&hash));
+        }
+        record
+    }
+
+    /// Empties every cache (a change this node cannot pin down happened).
     pub fn flush(&self) {
-        self.cache.clear();
-        if let Ok(others) = self.also_flush.lock() {
-            for flush in others.iter() {
-                flush();
+        self.forget_change(&Change::Everything);
+    }
+
+    /// Forgets what one change touched, in this cache and every cache
+    /// registered with [`Verifier::on_change`].
+    pub fn forget_change(&self, change: &Change) {
+        if let Some(stats) = &self.stats {
+            let scope = match change {
+                Change::Everything => "everything",
+                Change::Key(_) => "key",
+                Change::Partner(_) => "partner",
+                Change::Owner(_) => "owner",
+            };
+            stats.changes.with_label_values(&[scope]).inc();
+        }
+        match change {
+            Change::Everything => self.cache.clear(),
+            Change::Key(hash) => {
+                self.cache.remove(hash);
+            }
+            Change::Partner(partner) => self.cache.retain(|_, cached| match cached {
+                Cached::Known(record, _) => record.partner != *partner,
+                Cached::Unknown(_) => true,
+            }),
+            Change::Owner(_) => {}
+        }
+        if let Ok(others) = self.listeners.lock() {
+            for forget in others.iter() {
+                forget(change);
             }
         }
     }
 
-    /// Registers another cache that trusts this node's lease and epochs.
-    pub fn on_flush(&self, flush: impl Fn() + Send + Sync + 'static) {
-        if let Ok(mut others) = self.also_flush.lock() {
-            others.push(Box::new(flush));
+    /// Registers another cache that trusts this node's lease and epochs;
+    /// it is told every change this node applies.
+    pub fn on_change(&self, forget: impl Fn(&Change) + Send + Sync + 'static) {
+        if let Ok(mut others) = self.listeners.lock() {
+            others.push(Box::new(forget));
         }
     }
 
@@ -233,7 +294,7 @@ impl Verifier {
             match self.cache.get(&hash) {
                 Some(Cached::Known(record, suspended)) => {
                     self.count(|s| &s.cache_hits);
-                    return Self::judge(kind, record, suspended, id);
+                    return self.used(&hash, Self::judge(kind, record, suspended, id));
                 }
                 Some(Cached::Unknown(at)) if at.elapsed() < self.negative_ttl => {
                     self.count(|s| &s.cache_hits);
@@ -257,14 +318,17 @@ impl Verifier {
                     Some(record) => {
                         let record = Arc::new(record);
                         if current {
-                            self.cache
-                                .insert(hash, Cached::Known(record.clone(), suspended));
+                            self.cache_answer(
+                                hash,
+                                Cached::Known(record.clone(), suspended),
+                                lookup.epoch,
+                            );
                         }
-                        Self::judge(kind, record, suspended, id)
+                        self.used(&hash, Self::judge(kind, record, suspended, id))
                     }
                     None => {
                         if current {
-                            self.cache.insert(hash, Cached::Unknown(Instant::now()));
+                            self.cache_answer(hash, Cached::Unknown(Instant::now()), lookup.epoch);
                         }
                         self.record_miss(client);
                         Verdict::Unknown(id)
@@ -280,6 +344,24 @@ impl Verifier {
                 Verdict::StoreUnavailable(id)
             }
         }
+    }
+
+    /// Caches an answer read at `epoch`. A change applied between the
+    /// caller's check and this insert may already have evicted the entry
+    /// it is about to write, so the epoch is read again after writing and
+    /// the entry is dropped if a change came in meanwhile.
+    fn cache_answer(&self, hash: KeyHash, answer: Cached, epoch: u64) {
+        self.cache.insert(hash, answer);
+        if self.node.applied_epoch() > epoch {
+            self.cache.remove(&hash);
+        }
+    }
+
+    fn used(&self, hash: &KeyHash, verdict: Verdict) -> Verdict {
+        if matches!(verdict, Verdict::Valid(_)) {
+            self.usage.touch(hash);
+        }
+        verdict
     }
 
     fn judge(kind: Kind, record: Arc<KeyRecord>, suspended: bool, id: KeyId) -> Verdict {
@@ -299,5 +381,100 @@ impl Verifier {
         if let Some(hash) = record.key_hash() {
             self.cache.remove(&hash);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::embedded::EmbeddedStore;
+    use crate::keys::service::KeyService;
+
+    async fn setup() -> (tempfile::TempDir, KeyService, KeyStats) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("keys.json")).unwrap();
+        let stats = KeyStats::new().unwrap();
+        let verifier = Verifier::new(
+            Pepper::from_bytes([3; 32]),
+            Arc::new(store),
+            100,
+            Duration::from_secs(5),
+        )
+        .with_stats(stats.clone());
+        (dir, KeyService::new(Arc::new(verifier)), stats)
+    }
+
+    #[tokio::test]
+    async fn a_change_evicts_only_what_it_touched() {
+        let (_dir, service, stats) = setup().await;
+        let verifier = service.verifier().clone();
+        let mut keys = Vec::new();
+        for (partner, name) in [
+            ("acme", "primary"),
+            ("acme", "spare"),
+            ("globex", "primary"),
+        ] {
+            let (key, record) = service.create(partner, name, None).await.unwrap();
+            keys.push((key.reveal().to_string(), record));
+        }
+        for (key, _) in &keys {
+            assert!(matches!(
+                verifier.verify(key.as_bytes(), None).await,
+                Verdict::Valid(_)
+            ));
+        }
+        let misses = stats.cache_misses.get();
+        let again = |n: usize| {
+            let (key, _) = &keys[n];
+            let verifier = verifier.clone();
+            let key = key.clone();
+            async move { verifier.verify(key.as_bytes(), None).await }
+        };
+
+        // One key: only it is looked up again.
+        verifier.forget_change(&Change::Key(keys[0].1.key_hash().unwrap()));
+        for n in 0..3 {
+            again(n).await;
+        }
+        assert_eq!(stats.cache_misses.get(), misses + 1);
+
+        // One partner: both of its keys, not the other partner's.
+        verifier.forget_change(&Change::Partner("acme".into()));
+        for n in 0..3 {
+            again(n).await;
+        }
+        assert_eq!(stats.cache_misses.get(), misses + 3);
+
+        // An object's owner changing is no key change.
+        verifier.forget_change(&Change::Owner("order/o-1".into()));
+        for n in 0..3 {
+            again(n).await;
+        }
+        assert_eq!(stats.cache_misses.get(), misses + 3);
+
+        // Anything the node cannot pin down: every key.
+        verifier.forget_change(&Change::Everything);
+        for n in 0..3 {
+            again(n).await;
+        }
+        assert_eq!(stats.cache_misses.get(), misses + 6);
+    }
+
+    #[tokio::test]
+    async fn other_caches_hear_every_change() {
+        let (_dir, service, _) = setup().await;
+        let heard = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = heard.clone();
+        service.verifier().on_change(move |change| {
+            log.lock().unwrap().push(change.clone());
+        });
+        service
+            .verifier()
+            .forget_change(&Change::Owner("order/o-1".into()));
+        service.verifier().flush();
+        assert_eq!(
+            *heard.lock().unwrap(),
+            vec![Change::Owner("order/o-1".into()), Change::Everything]
+        );
     }
 }

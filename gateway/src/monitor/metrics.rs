@@ -190,6 +190,7 @@ impl Metrics {
         register(&registry, &mut names, keys.store_errors.clone())?;
         register(&registry, &mut names, keys.misses_refused.clone())?;
         register(&registry, &mut names, keys.store_up.clone())?;
+        register(&registry, &mut names, keys.changes.clone())?;
         let limits = LimitStats::new()?;
         register(&registry, &mut names, limits.limited.clone())?;
         register(&registry, &mut names, limits.store_up.clone())?;

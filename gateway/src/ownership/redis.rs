@@ -24,6 +24,7 @@ use quick_cache::sync::Cache;
 use redis::Script;
 
 use super::store::{check, Claimed, IndexError, Ownership, OwnershipStore};
+use crate::keys::change::Change;
 use crate::keys::node::await_propagation;
 use crate::keys::redis_store::RedisStore;
 use crate::keys::store::StoreError;
@@ -50,17 +51,17 @@ local old = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
 local e = redis.call('INCR', KEYS[3])
-redis.call('PUBLISH', ARGV[4], e)
+redis.call('PUBLISH', ARGV[4], e .. ' owner ' .. ARGV[3] .. '/' .. ARGV[1])
 return {old, e}
 ";
 
-/// KEYS: owners hash, epoch. ARGV: id, channel. → {owner before, epoch}
+/// KEYS: owners hash, epoch. ARGV: id, channel, kind. → {owner before, epoch}
 const REMOVE: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return redis.error_reply('NOTFOUND') end
 redis.call('HDEL', KEYS[1], ARGV[1])
 local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[2], e)
+redis.call('PUBLISH', ARGV[2], e .. ' owner ' .. ARGV[3] .. '/' .. ARGV[1])
 return {old, e}
 ";
 
@@ -105,9 +106,16 @@ impl RedisOwnership {
         let cache = Arc::new(Cache::new(entries.max(1)));
         if let Some(verifier) = &node {
             let weak = Arc::downgrade(&cache);
-            verifier.on_flush(move || {
-                if let Some(c) = weak.upgrade() {
-                    c.clear();
+            verifier.on_change(move |change| {
+                let Some(c) = weak.upgrade() else {
+                    return;
+                };
+                match change {
+                    Change::Everything => c.clear(),
+                    Change::Owner(slot) => {
+                        c.remove(slot.as_str());
+                    }
+                    Change::Key(_) | Change::Partner(_) => {}
                 }
             });
         }
@@ -192,8 +200,14 @@ impl OwnershipStore for RedisOwnership {
             })
             .await?;
         if let (Some(owner), Some(v)) = (&owner, self.trusted()) {
-            if epoch.parse::<u64>().unwrap_or(0) >= v.node().applied_epoch() {
-                self.cache.insert(key, Arc::from(owner.as_str()));
+            let epoch = epoch.parse::<u64>().unwrap_or(0);
+            if epoch >= v.node().applied_epoch() {
+                self.cache.insert(key.clone(), Arc::from(owner.as_str()));
+                // A change applied since the check may have evicted before
+                // this insert (see `Verifier::cache_answer`).
+                if v.node().applied_epoch() > epoch {
+                    self.cache.remove(&key);
+                }
             }
         }
         Ok(owner)
@@ -268,6 +282,7 @@ impl OwnershipStore for RedisOwnership {
                     .key(self.store.name("epoch"))
                     .arg(id)
                     .arg(self.store.channel())
+                    .arg(kind)
                     .invoke_async(conn)
                     .await
             })

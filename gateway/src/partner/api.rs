@@ -136,6 +136,7 @@ fn view(record: &KeyRecord) -> Value {
         "created_at": record.created_at,
         "expires_at": record.expires_at,
         "self_rotated": record.self_rotated,
+        "last_used_at": record.last_used_at,
     })
 }
 

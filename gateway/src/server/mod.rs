@@ -423,6 +423,13 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
         spawn_lease_keeper(agent)?;
     }
     server.add_service(background_service(
+        "portcullis key usage",
+        crate::keys::usage::UsageWriter {
+            verifier: keys.verifier().clone(),
+            every: settings.keys.last_used_flush,
+        },
+    ));
+    server.add_service(background_service(
         "portcullis upstream targets",
         crate::balance::supervisor::Supervisor::new(live.clone()),
     ));

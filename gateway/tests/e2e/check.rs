@@ -541,3 +541,29 @@ fn a_plaintext_collector_across_the_network_is_refused() {
     );
     assert!(text.contains("traces.sample_ratio"), "{text}");
 }
+
+#[test]
+fn a_partner_listener_sharing_another_listeners_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("policies")).unwrap();
+    std::fs::write(dir.path().join("policies/p.yaml"), DEFAULT_PARTNERS).unwrap();
+    write_gateway(dir.path(), "policies/*.yaml");
+    let gateway = dir.path().join("portcullis.yaml");
+    let yaml = std::fs::read_to_string(&gateway).unwrap();
+    // The file names no admin address: the default one, taken twice.
+    std::fs::write(
+        &gateway,
+        format!(
+            "{yaml}partner_listener:\n  address: \"127.0.0.1:9901\"\n  rate: {{requests: 0, per: 1m}}\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run_cli(&["check", "--config", "portcullis.yaml"], dir.path());
+    let text = format!("{out}{err}");
+    assert_ne!(code, 0, "{text}");
+    assert!(
+        text.contains("partner_listener.address") && text.contains("admin.address"),
+        "{text}"
+    );
+    assert!(text.contains("partner_listener.rate"), "{text}");
+}

@@ -11,10 +11,12 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
     let data = dir.path().join("demo-data");
     let https = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let partner = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let mut child = Command::new(binary())
         .args(["demo", "--dir"])
         .arg(&data)
         .args(["--https", &https.to_string(), "--admin", &admin.to_string()])
+        .args(["--partner", &partner.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -200,6 +202,16 @@ async fn demo_generates_everything_and_serves_through_the_example_upstream() {
     assert!(
         !rows.is_empty() && rows.iter().all(|r| r["partner"] == "acme"),
         "{mine}"
+    );
+    // acme's keys, listed on the partner listener with the banner's command.
+    let listed = banner_command("acme's keys, and when");
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["partner"], "acme", "{listed}");
+    assert_eq!(listed["keys"][0]["name"], "primary", "{listed}");
+    let refused = banner_command("403 self_rotation_disabled");
+    assert!(
+        refused.contains("\"code\":\"self_rotation_disabled\""),
+        "{refused}"
     );
     assert!(
         !std::fs::read_to_string(data.join("keys.json"))

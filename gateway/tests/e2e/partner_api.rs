@@ -413,3 +413,39 @@ async fn curl_rolls_a_key_over_without_downtime() {
         .unwrap();
     assert!(!out.status.success(), "a TLS 1.1 handshake must fail");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_shows_when_each_key_was_last_used() {
+    let up = Upstream::start().await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = "  last_used_flush: 200ms\n".into();
+    let gw = Gateway::start(cfg).await;
+    let credential = gw.management_credential("acme", "console").await;
+    let acme = gw.partner_client(Some(&credential));
+    let (status, spare) = create(&acme, &gw, json!({"name": "spare"})).await;
+    assert_eq!(status, 201, "{spare}");
+    assert_eq!(spare["last_used_at"], Value::Null);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(data_status(&gw, gw.key("acme"), "acme").await, 200);
+    // The batch reaches the store file; the listing reads it from there.
+    let listed = eventually(
+        "the key's use to be written",
+        std::time::Duration::from_secs(10),
+        || async {
+            let store = std::fs::read_to_string(gw.path("keys.json")).ok()?;
+            store.contains("last_used_at").then_some(())?;
+            Some(call(&acme, "GET", gw.partner_url("/v1/keys")).await.2)
+        },
+    )
+    .await;
+    let keys = listed["keys"].as_array().unwrap();
+    let used = keys.iter().find(|k| k["name"] == "primary").unwrap();
+    let at = used["last_used_at"].as_u64().expect("a time");
+    assert!(at <= before + 60 && at + 60 >= before, "{at} vs {before}");
+    assert_eq!(at % 60, 0, "to the minute");
+    let unused = keys.iter().find(|k| k["name"] == "spare").unwrap();
+    assert_eq!(unused["last_used_at"], Value::Null, "{listed}");
+}

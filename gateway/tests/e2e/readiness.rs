@@ -155,9 +155,18 @@ async fn the_metrics_listener_serves_metrics_and_nothing_else() {
         200
     );
 
-    let (status, text) = admin_get(metrics, "/metrics").await.unwrap();
-    assert_eq!(status, 200);
-    assert!(text.contains("portcullis_requests_total"), "{text}");
+    // The request is counted once its answer is written, which the client
+    // can see first: wait for the count rather than race it.
+    let text = eventually(
+        "the request to be counted on the metrics listener",
+        Duration::from_secs(10),
+        || async {
+            let (status, text) = admin_get(metrics, "/metrics").await?;
+            assert_eq!(status, 200);
+            text.contains("portcullis_requests_total").then_some(text)
+        },
+    )
+    .await;
     assert!(text.contains("process_resident_memory_bytes"), "{text}");
     // The key API, readiness and health stay on the admin listener only.
     for path in ["/v1/keys", "/v1/partners/acme/keys", "/readyz", "/healthz"] {

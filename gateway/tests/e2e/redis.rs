@@ -599,3 +599,142 @@ async fn sentinels_with_a_password_and_tls_are_reached_as_configured() {
         assert!(!text.contains("secret"), "{what}: {text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_partners_rotations_leave_every_other_partners_cached_keys_alone() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    // A long lease: renewals (which cannot say what changed) stay out of the way.
+    let keys = format!(
+        "  store: redis\n  redis:\n    url: {}\n    lease: 20s\n    timeout: 500ms\n",
+        redis.url()
+    );
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = keys.clone();
+    let n1 = Gateway::start(cfg).await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = keys;
+    cfg.join = Some((n1.dir.path().to_path_buf(), n1.keys.clone()));
+    let n2 = Gateway::start(cfg).await;
+    let key_changes = "portcullis_key_cache_changes_total{scope=\"key\"}";
+    let all_changes = "portcullis_key_cache_changes_total{scope=\"everything\"}";
+
+    // Until node 2 has heard one change, its subscription may not be up yet.
+    let (status, _) = n1
+        .admin_api(
+            "POST",
+            "/v1/keys",
+            Some(serde_json::json!({"partner": "acme", "name": "spare"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    eventually(
+        "node 2 to hear a change",
+        Duration::from_secs(30),
+        || async {
+            let (status, _) = n1
+                .admin_api("POST", "/v1/keys/acme/spare/rotate", None)
+                .await;
+            assert_eq!(status, 200);
+            (n2.metric(key_changes).await > 0.0).then_some(())
+        },
+    )
+    .await;
+
+    let globex = n2.client_with_key(Some(n2.key("globex")));
+    let globex_url = n2.url("/partners/globex/orders");
+    assert_eq!(globex.get(&globex_url).send().await.unwrap().status(), 200);
+    let old = n2.key("acme").to_string();
+    assert_eq!(
+        n2.client_with_key(Some(&old))
+            .get(n2.url("/partners/acme/orders"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let misses = n2.metric("portcullis_key_cache_misses_total").await;
+    let (targeted, everything) = (n2.metric(key_changes).await, n2.metric(all_changes).await);
+
+    for _ in 0..5 {
+        let (status, body) = n1
+            .admin_api("POST", "/v1/keys/acme/primary/rotate", None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // acme's old key is gone from node 2 when the calls return…
+    let resp = n2
+        .client_with_key(Some(&old))
+        .get(n2.url("/partners/acme/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // …and globex is still served from node 2's cache: the only lookup is
+    // the old acme key's.
+    for _ in 0..3 {
+        assert_eq!(globex.get(&globex_url).send().await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        n2.metric("portcullis_key_cache_misses_total").await,
+        misses + 1.0
+    );
+    assert_eq!(n2.metric(key_changes).await, targeted + 5.0);
+    assert_eq!(n2.metric(all_changes).await, everything);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_last_use_on_one_node_shows_in_another_nodes_listing() {
+    let redis = RedisServer::start().await;
+    let up = Upstream::start().await;
+    let keys = format!(
+        "{}  last_used_flush: 200ms\n",
+        redis_keys_yaml(&redis.url())
+    );
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = keys.clone();
+    let n1 = Gateway::start(cfg).await;
+    let mut cfg = GatewayConfig::orders(&up.url());
+    cfg.keys = keys;
+    cfg.join = Some((n1.dir.path().to_path_buf(), n1.keys.clone()));
+    let n2 = Gateway::start(cfg).await;
+    let credential = n1.management_credential("globex", "console").await;
+    let status = n1
+        .client_with_key(Some(n1.key("globex")))
+        .get(n1.url("/partners/globex/orders"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let listing = n2.partner_client(Some(&credential));
+    let at = eventually(
+        "node 1's use to show on node 2",
+        Duration::from_secs(10),
+        || async {
+            let listed: serde_json::Value = listing
+                .get(n2.partner_url("/v1/keys"))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            listed["keys"][0]["last_used_at"].as_u64()
+        },
+    )
+    .await;
+    assert_eq!(at % 60, 0);
+    // The credential's own sign-in on node 2 is a use too, but of the
+    // credential: the data key's time came from node 1's batch.
+    let (_, listed) = n2.admin_api("GET", "/v1/keys?partner=globex", None).await;
+    let credential_row = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "management")
+        .unwrap()
+        .clone();
+    assert!(credential_row["last_used_at"].is_u64(), "{listed}");
+}

@@ -400,6 +400,16 @@ pub struct KeysSettings {
     #[serde(default = "default_unknown_key_window", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub unknown_key_window: Duration,
+    /// How often each node writes when its keys were last used to the store,
+    /// in one batch (never a write per request). Listings show that time,
+    /// to the minute, up to this much behind.
+    #[serde(default = "default_usage_flush", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
+    pub last_used_flush: Duration,
+}
+
+fn default_usage_flush() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// The ownership index (object → partner) for routes with `resource:`.
@@ -564,6 +574,7 @@ impl Default for KeysSettings {
             negative_ttl: default_negative_ttl(),
             unknown_key_limit: default_unknown_key_limit(),
             unknown_key_window: default_unknown_key_window(),
+            last_used_flush: default_usage_flush(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! Layout (every name under a configurable prefix, default `portcullis:`):
 //! - `key:<hash>`        hash of one key record: partner, name, key_id, created_at, expires_at,
 //!   self_rotated (`1` for a key made by a key regenerating itself), kind (`data` or
-//!   `management`; absent in records written before it, which are data keys)
+//!   `management`; absent in records written before it, which are data keys), last_used
+//!   (Unix seconds, raised by each node's usage batches)
 //! - `partner:<id>`      hash: slot (key name, or `mgmt.<name>` for a management
 //!   credential) → key hash, the partner's credentials
 //! - `partners`          set of partner ids
@@ -32,6 +33,9 @@ use super::pepper::KeyHash;
 use super::store::{KeyRecord, KeyStore, Kind, Lookup, StoreError, SUPERSEDED};
 use crate::config::model::RedisSettings;
 use scripts::Scripts;
+
+/// Last-used times written per script call.
+const USE_BATCH: usize = 500;
 
 pub struct RedisStore {
     settings: RedisSettings,
@@ -185,6 +189,7 @@ fn record_from(hash: &str, fields: &[String]) -> Option<KeyRecord> {
             Some("management") => Kind::Management,
             _ => Kind::Data,
         },
+        last_used_at: get("last_used").and_then(|v| v.parse().ok()),
     })
 }
 
@@ -631,6 +636,25 @@ impl KeyStore for RedisStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn record_use(&self, used: &[(String, u64)]) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        for batch in used.chunks(USE_BATCH) {
+            self.bounded(async {
+                let mut invocation = self.scripts.record_use.prepare_invoke();
+                for (hash, at) in batch {
+                    invocation.key(self.name(&format!("key:{hash}"))).arg(at);
+                }
+                invocation
+                    .invoke_async::<i64>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(unavailable)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn await_propagation(&self, epoch: u64) -> Result<(), StoreError> {

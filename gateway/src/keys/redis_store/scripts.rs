@@ -1,5 +1,6 @@
 //! The store's changes as Lua scripts, each atomic on the server. Keys and
 //! arguments are documented with each; the layout is in the module above.
+//! Each change publishes its epoch and what it touched (`keys::change`).
 
 use redis::Script;
 
@@ -20,7 +21,7 @@ else
   redis.call('SREM', KEYS[1], ARGV[1])
 end
 local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[3], e)
+redis.call('PUBLISH', ARGV[3], e .. ' partner ' .. ARGV[1])
 return e
 ";
 
@@ -46,7 +47,7 @@ redis.call('DEL', oldkey)
 redis.call('HSET', KEYS[3], 'partner', ARGV[3], 'name', ARGV[8], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'self_rotated', ARGV[7], 'kind', ARGV[9])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[11], e)
+redis.call('PUBLISH', ARGV[11], e .. ' key ' .. old)
 return {old, fields, e}
 ";
 
@@ -61,8 +62,19 @@ local fields = redis.call('HGETALL', oldkey)
 redis.call('DEL', oldkey)
 redis.call('HDEL', KEYS[1], ARGV[1])
 local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[3], e)
+redis.call('PUBLISH', ARGV[3], e .. ' key ' .. old)
 return {old, fields, e}
+";
+
+/// Raises `last_used` of each existing key record KEYS[i] to ARGV[i].
+const USE: &str = r"
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local cur = tonumber(redis.call('HGET', KEYS[i], 'last_used') or '0')
+    if tonumber(ARGV[i]) > cur then redis.call('HSET', KEYS[i], 'last_used', ARGV[i]) end
+  end
+end
+return 1
 ";
 
 /// Renews this node's lease and reads the current epoch, on Redis's clock.
@@ -98,6 +110,7 @@ pub(super) struct Scripts {
     pub(super) replace: Script,
     pub(super) remove: Script,
     pub(super) renew: Script,
+    pub(super) record_use: Script,
     pub(super) pending: Script,
 }
 
@@ -110,6 +123,7 @@ impl Scripts {
             replace: Script::new(REPLACE),
             remove: Script::new(REMOVE),
             renew: Script::new(RENEW),
+            record_use: Script::new(USE),
             pending: Script::new(PENDING),
         }
     }
