@@ -90,9 +90,12 @@ fn store_problem(e: &StoreError) -> ApiResponse {
     }
 }
 
-fn issued(key: &str, record: &KeyRecord) -> serde_json::Value {
+fn issued(key: &str, record: &KeyRecord, totp_uri: Option<String>) -> serde_json::Value {
     let mut v = record.summary();
     v["key"] = serde_json::Value::String(key.to_string());
+    if let Some(uri) = totp_uri {
+        v["totp_uri"] = serde_json::Value::String(uri);
+    }
     v
 }
 
@@ -178,12 +181,18 @@ impl KeysApi {
                     .create_kind(req.kind, &req.partner, &req.name, req.expires_at)
                     .await
                 {
-                    Ok((key, record)) => json(StatusCode::CREATED, issued(key.reveal(), &record)),
+                    Ok((key, record)) => json(
+                        StatusCode::CREATED,
+                        issued(key.reveal(), &record, self.keys.totp_uri(&record)),
+                    ),
                     Err(e) => store_problem(&e),
                 }
             }
             ("POST", [partner, name, "rotate"]) => match self.keys.rotate(partner, name).await {
-                Ok((key, record)) => json(StatusCode::OK, issued(key.reveal(), &record)),
+                Ok((key, record)) => json(
+                    StatusCode::OK,
+                    issued(key.reveal(), &record, self.keys.totp_uri(&record)),
+                ),
                 Err(e) => store_problem(&e),
             },
             ("DELETE", [partner, name]) => match self.keys.revoke(partner, name).await {

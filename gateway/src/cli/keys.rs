@@ -84,14 +84,14 @@ async fn direct(
                 .map_err(err)?;
             Outcome::Issued {
                 key: key.reveal().to_string(),
-                record: record.summary(),
+                record: with_totp(&service, &record),
             }
         }
         KeysCommand::Rotate { partner, name } => {
             let (key, record) = service.rotate(partner, name).await.map_err(err)?;
             Outcome::Issued {
                 key: key.reveal().to_string(),
-                record: record.summary(),
+                record: with_totp(&service, &record),
             }
         }
         KeysCommand::Revoke { partner, name } => {
@@ -275,6 +275,15 @@ async fn via_admin(settings: &GatewayFile, cmd: &KeysCommand) -> Result<Outcome,
     }
 }
 
+/// The summary, with a management credential's TOTP URI (shown once).
+fn with_totp(service: &KeyService, record: &KeyRecord) -> serde_json::Value {
+    let mut v = record.summary();
+    if let Some(uri) = service.totp_uri(record) {
+        v["totp_uri"] = serde_json::Value::String(uri);
+    }
+    v
+}
+
 fn describe(v: &serde_json::Value) -> String {
     let time = |field: &str| {
         v[field]
@@ -316,6 +325,12 @@ pub fn run(config_path: &Path, cmd: KeysCommand) -> Result<(), String> {
     match outcome {
         Outcome::Issued { key, record } => {
             println!("{}", describe(&record));
+            if let Some(uri) = record["totp_uri"].as_str() {
+                println!(
+                    "# the console's second factor: add this to an authenticator app (shown once)"
+                );
+                println!("{uri}");
+            }
             println!("# the key is shown once; store it now");
             // The key alone on the last line, for scripts.
             println!("{key}");

@@ -28,7 +28,8 @@ pub struct PartnerListenerSettings {
     /// node; more get 429 `rate_limited`. Failed sign-ins also count towards
     /// `abuse.auth_failures`, like failed API keys.
     ///
-    /// Default: 60 per minute, in bursts of up to 20.
+    /// Default: 300 per minute, in bursts of up to 60 (a console page and
+    /// each action in it are a few calls).
     #[serde(default = "default_rate")]
     pub rate: RateSpec,
     /// Longest time the partner listener waits for a request's body.
@@ -37,13 +38,24 @@ pub struct PartnerListenerSettings {
     #[serde(default = "default_body_timeout", with = "humantime_serde")]
     #[schemars(with = "super::schema::HumanDuration")]
     pub body_timeout: Duration,
+    /// How long a console session lasts after signing in (absolute, not
+    /// renewed by use).
+    ///
+    /// Default: `15m`.
+    #[serde(default = "default_session_ttl", with = "humantime_serde")]
+    #[schemars(with = "super::schema::HumanDuration")]
+    pub session_ttl: Duration,
+}
+
+fn default_session_ttl() -> Duration {
+    Duration::from_secs(15 * 60)
 }
 
 fn default_rate() -> RateSpec {
     RateSpec {
-        requests: 60,
+        requests: 300,
         per: Duration::from_secs(60),
-        burst: Some(20),
+        burst: Some(60),
     }
 }
 
@@ -57,6 +69,7 @@ impl Default for PartnerListenerSettings {
             address: None,
             rate: default_rate(),
             body_timeout: default_body_timeout(),
+            session_ttl: default_session_ttl(),
         }
     }
 }
@@ -69,6 +82,12 @@ pub fn problems(
     let mut out = Vec::new();
     if let Some(msg) = super::monitoring::rate_problem(&settings.rate) {
         out.push(("partner_listener.rate", msg.to_string()));
+    }
+    if settings.session_ttl.as_secs() == 0 {
+        out.push((
+            "partner_listener.session_ttl",
+            "must be at least 1s".to_string(),
+        ));
     }
     if settings.body_timeout.is_zero() {
         out.push((

@@ -11,5 +11,6 @@ pub mod pepper;
 pub mod redis_store;
 pub mod service;
 pub mod store;
+pub mod totp;
 pub mod usage;
 pub mod verify;

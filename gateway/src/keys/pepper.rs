@@ -52,6 +52,14 @@ impl Pepper {
         Pepper(bytes)
     }
 
+    /// A key for another purpose (signing console sessions, sealing TOTP
+    /// secrets), derived so it reveals nothing about the pepper or keys.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new_derive_key(context);
+        hasher.update(&self.0);
+        *hasher.finalize().as_bytes()
+    }
+
     pub fn hash(&self, key: &PresentedKey<'_>) -> KeyHash {
         KeyHash(blake3::keyed_hash(&self.0, key.as_bytes()))
     }

@@ -68,6 +68,23 @@ impl KeyService {
         self.regenerate(&current).await
     }
 
+    /// A management credential's `otpauth://` URI, for the authenticator
+    /// app of whoever receives the credential; shown with it, once.
+    pub fn totp_uri(&self, record: &KeyRecord) -> Option<String> {
+        let sealed = record.totp.as_deref()?;
+        let secret = super::totp::unseal(self.verifier.pepper(), &record.key_hash()?, sealed)?;
+        Some(super::totp::uri(&record.partner, &record.name, &secret))
+    }
+
+    /// The TOTP secret of a management credential, to check a code.
+    pub fn totp_secret(&self, record: &KeyRecord) -> Option<[u8; super::totp::SECRET_LEN]> {
+        super::totp::unseal(
+            self.verifier.pepper(),
+            &record.key_hash()?,
+            record.totp.as_deref()?,
+        )
+    }
+
     /// Replaces exactly `current` (not whatever holds its slot by now).
     pub async fn regenerate(&self, current: &KeyRecord) -> Result<(NewKey, KeyRecord), StoreError> {
         self.replace_exactly(current, false).await

@@ -35,6 +35,10 @@ pub struct KeyRecord {
     /// that node's last usage batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<u64>,
+    /// A management credential's TOTP secret, sealed (`keys::totp`): the
+    /// console's second factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
 }
 
 /// What marks a management credential's slot: a character no name may
@@ -205,6 +209,8 @@ pub fn new_record_of(
     let parsed = format::parse_kind(key.reveal().as_bytes(), kind)
         .map_err(|_| StoreError::Conflict("generated key failed its own format check".into()))?;
     let hash = pepper.hash(&parsed);
+    let totp = (kind == Kind::Management)
+        .then(|| super::totp::seal(pepper, &hash, &super::totp::generate()));
     let record = KeyRecord {
         hash: hash.to_hex(),
         key_id: hash.key_id().to_string(),
@@ -215,6 +221,7 @@ pub fn new_record_of(
         self_rotated: false,
         kind,
         last_used_at: None,
+        totp,
     };
     Ok((key, record))
 }

@@ -289,6 +289,12 @@ impl Verifier {
             return Verdict::Malformed;
         };
         let hash = self.pepper.hash(&parsed);
+        self.verify_hash(kind, hash, client).await
+    }
+
+    /// The same check for a credential known by its hash only (a console
+    /// session carries the hash of the credential it signed in with).
+    pub async fn verify_hash(&self, kind: Kind, hash: KeyHash, client: Option<IpAddr>) -> Verdict {
         let id = hash.key_id();
         if self.node.cache_trusted() {
             match self.cache.get(&hash) {

@@ -23,6 +23,8 @@ pub enum Op {
     Regenerate(String),
     Revoke(String),
     RevokeAll,
+    /// The partner's recent requests and key management.
+    Activity,
 }
 
 impl Op {
@@ -34,6 +36,7 @@ impl Op {
             Op::Regenerate(_) => "partner_key_regenerated",
             Op::Revoke(_) => "partner_key_revoked",
             Op::RevokeAll => "partner_keys_revoked_all",
+            Op::Activity => "partner_activity_viewed",
         }
     }
 
@@ -45,6 +48,7 @@ impl Op {
             Op::Regenerate(_) => "regenerate",
             Op::Revoke(_) => "revoke",
             Op::RevokeAll => "revoke_all",
+            Op::Activity => "activity",
         }
     }
 }
@@ -66,6 +70,13 @@ pub fn route(
 ) -> Result<Op, (Reject, Option<&'static str>)> {
     if query.is_some() {
         return Err((problem::BAD_REQUEST, None));
+    }
+    if path == "/v1/activity" {
+        return if *method == Method::GET {
+            Ok(Op::Activity)
+        } else {
+            Err((problem::METHOD_NOT_ALLOWED, Some("GET")))
+        };
     }
     let Some(rest) = path.strip_prefix("/v1/keys") else {
         return Err((problem::ROUTE_NOT_FOUND, None));
@@ -108,7 +119,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn refused(reject: Reject) -> Outcome {
+    pub(crate) fn refused(reject: Reject) -> Outcome {
         Outcome {
             status: StatusCode::from_u16(reject.status)
                 .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -118,7 +129,7 @@ impl Outcome {
         }
     }
 
-    fn done(status: StatusCode, body: Value, record: Option<&KeyRecord>) -> Outcome {
+    pub(crate) fn done(status: StatusCode, body: Value, record: Option<&KeyRecord>) -> Outcome {
         Outcome {
             status,
             body: Ok(body),
@@ -219,6 +230,8 @@ pub async fn run(keys: &KeyService, partner: &str, op: &Op, body: &[u8]) -> Outc
                 Err(e) => Outcome::refused(store_refusal(&e)),
             }
         }
+        // Read by the listener itself, from the audit trail.
+        Op::Activity => Outcome::refused(problem::ROUTE_NOT_FOUND),
         Op::RevokeAll => match keys.revoke_all_data(partner).await {
             Ok(gone) => Outcome::done(
                 StatusCode::OK,

@@ -8,7 +8,10 @@
 //! the policies know and have not suspended, run the operation, answer,
 //! then audit it as its own event and count it.
 
+pub mod activity;
 pub mod api;
+mod console;
+pub mod session;
 pub mod sign_in;
 pub mod throttle;
 
@@ -41,6 +44,12 @@ pub struct PartnerApp {
     live: Arc<Live>,
     throttle: Throttle,
     body_timeout: Duration,
+    sessions: session::Sessions,
+    /// The last TOTP step each credential signed in with, on this node.
+    spent_codes: quick_cache::sync::Cache<crate::keys::pepper::KeyHash, u64>,
+    /// The audit trail's file, for the activity view (none when the trail
+    /// goes to stdout or nowhere).
+    audit_file: Option<std::path::PathBuf>,
 }
 
 /// One answer as it will be written.
@@ -50,6 +59,7 @@ struct Answer {
     content_type: &'static str,
     retry_after: Option<Duration>,
     allow: Option<&'static str>,
+    set_cookie: Option<String>,
 }
 
 impl Answer {
@@ -61,6 +71,18 @@ impl Answer {
             content_type: problem::CONTENT_TYPE,
             retry_after: None,
             allow: None,
+            set_cookie: None,
+        }
+    }
+
+    fn json(status: StatusCode, value: serde_json::Value) -> Answer {
+        Answer {
+            status,
+            body: value.to_string().into_bytes(),
+            content_type: "application/json",
+            retry_after: None,
+            allow: None,
+            set_cookie: None,
         }
     }
 }
@@ -68,6 +90,9 @@ impl Answer {
 /// What the audit line and the metric say about one request.
 struct Audited {
     op: Option<Op>,
+    /// The console's own events (signed in, signed out), which are no
+    /// operation; `Some("")` for pages, which are counted, not audited.
+    event: Option<&'static str>,
     decision: Decision,
     reason: &'static str,
     partner: Option<String>,
@@ -80,6 +105,7 @@ impl Audited {
     fn refused(op: Option<Op>, reject: Reject) -> Audited {
         Audited {
             op,
+            event: None,
             decision: decision_of(reject),
             reason: reject.code,
             partner: None,
@@ -116,8 +142,15 @@ impl PartnerApp {
         metrics: Arc<Metrics>,
         live: Arc<Live>,
         settings: &PartnerListenerSettings,
+        audit: &crate::config::monitoring::AuditSettings,
     ) -> PartnerApp {
+        let sessions = session::Sessions::new(keys.verifier().pepper(), settings.session_ttl);
+        let audit_file = (audit.output == crate::config::monitoring::AuditOutput::File)
+            .then(|| audit.path.clone());
         PartnerApp {
+            sessions,
+            spent_codes: quick_cache::sync::Cache::new(10_000),
+            audit_file,
             keys,
             monitor,
             metrics,
@@ -146,6 +179,10 @@ impl PartnerApp {
             }
         }
         let req = session.req_header();
+        let path = req.uri.path().to_string();
+        if path == "/console" || path.starts_with("/console/") {
+            return self.console(session, &path, client, request_id).await;
+        }
         let op = match api::route(&req.method, req.uri.path(), req.uri.query()) {
             Ok(op) => op,
             Err((reject, allow)) => {
@@ -154,10 +191,12 @@ impl PartnerApp {
                 return (answer, Audited::refused(None, reject));
             }
         };
-        let signed_in = sign_in::sign_in(
+        let signed_in = sign_in::caller(
             self.keys.verifier(),
             &self.monitor,
+            &self.sessions,
             &session.req_header().headers,
+            session.req_header().method != http::Method::GET,
             client,
             request_id,
         )
@@ -166,6 +205,9 @@ impl PartnerApp {
             Ok(record) => record,
             Err(refused) => {
                 let mut answer = Answer::problem(refused.reject, request_id);
+                if refused.reject == problem::SESSION_EXPIRED {
+                    answer.set_cookie = Some(session::clear_cookie());
+                }
                 if refused.reject == problem::KEY_BLOCKED {
                     answer.retry_after = refused
                         .credential
@@ -216,21 +258,15 @@ impl PartnerApp {
                 } else {
                     Vec::new()
                 };
-                api::run(&self.keys, &partner, &op, &body).await
+                if op == Op::Activity {
+                    self.activity(&partner)
+                } else {
+                    api::run(&self.keys, &partner, &op, &body).await
+                }
             }
         };
         let (answer, decision, reason) = match outcome.body {
-            Ok(value) => (
-                Answer {
-                    status: outcome.status,
-                    body: value.to_string().into_bytes(),
-                    content_type: "application/json",
-                    retry_after: None,
-                    allow: None,
-                },
-                Decision::Allow,
-                "done",
-            ),
+            Ok(value) => (Answer::json(outcome.status, value), Decision::Allow, "done"),
             Err(reject) => (
                 Answer::problem(reject, request_id),
                 decision_of(reject),
@@ -239,6 +275,7 @@ impl PartnerApp {
         };
         let audited = Audited {
             op: Some(op),
+            event: None,
             decision,
             reason,
             partner: Some(partner),
@@ -269,13 +306,20 @@ impl PartnerApp {
         request_id: &str,
         status: StatusCode,
     ) {
-        let action = audited.op.as_ref().map_or("none", Op::action);
+        let action = match (&audited.op, audited.event) {
+            (Some(op), _) => op.action(),
+            (None, Some(_)) => "console",
+            (None, None) => "none",
+        };
         self.metrics
             .partner_api
             .with_label_values(&[action, audited.decision.as_str()])
             .inc();
-        let event_name = match (&audited.op, audited.decision) {
-            (Some(op), Decision::Allow) => op.event(),
+        let event_name = match (&audited.op, audited.event, audited.decision) {
+            // The console's page and script: nobody signed in, nothing done.
+            (_, Some(""), _) => return,
+            (_, Some(event), Decision::Allow) => event,
+            (Some(op), None, Decision::Allow) => op.event(),
             _ => "partner_request_refused",
         };
         let mut event = Event::new(event_name)
@@ -325,12 +369,18 @@ impl ServeHttp for PartnerApp {
             .header(http::header::CACHE_CONTROL, "no-store")
             .header("x-content-type-options", "nosniff")
             .header("x-request-id", request_id.as_str())
+            .header(http::header::CONTENT_SECURITY_POLICY, console::CSP)
+            .header(http::header::X_FRAME_OPTIONS, "DENY")
+            .header(http::header::REFERRER_POLICY, "no-referrer")
             .header(http::header::STRICT_TRANSPORT_SECURITY, hsts);
         if let Some(wait) = answer.retry_after {
             builder = builder.header(http::header::RETRY_AFTER, wait.as_secs().max(1));
         }
         if let Some(allow) = answer.allow {
             builder = builder.header(http::header::ALLOW, allow);
+        }
+        if let Some(cookie) = answer.set_cookie {
+            builder = builder.header(http::header::SET_COOKIE, cookie);
         }
         if answer.status == StatusCode::UNAUTHORIZED {
             builder = builder.header(

@@ -8,7 +8,11 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-use crate::keys::store::{KeyRecord, Kind};
+use super::session::{self, Sessions};
+use crate::keys::pepper::KeyHash;
+use crate::keys::service::KeyService;
+use crate::keys::store::{now_secs, KeyRecord, Kind};
+use crate::keys::totp;
 use crate::keys::verify::{Verdict, Verifier};
 use crate::monitor::Monitor;
 use crate::stage::problem::{self, Reject};
@@ -37,6 +41,119 @@ fn bearer(headers: &HeaderMap) -> Result<&[u8], Reject> {
         Some(scheme) if scheme.eq_ignore_ascii_case(b"bearer ") => Ok(bytes[7..].trim_ascii()),
         _ => Err(problem::CREDENTIAL_INVALID),
     }
+}
+
+/// Who is calling: a bearer management credential, or else a console
+/// session (whose changes must carry its CSRF token).
+pub async fn caller(
+    verifier: &Verifier,
+    monitor: &Monitor,
+    sessions: &Sessions,
+    headers: &HeaderMap,
+    changes: bool,
+    client: Option<IpAddr>,
+    request_id: &str,
+) -> Result<Arc<KeyRecord>, Refused> {
+    if headers.contains_key(http::header::AUTHORIZATION) {
+        return sign_in(verifier, monitor, headers, client, request_id).await;
+    }
+    let Some(value) = session::cookie_value(headers) else {
+        return Err(refused(problem::CREDENTIAL_MISSING, None));
+    };
+    let Some(open) = sessions.open(value, now_secs()) else {
+        return Err(refused(problem::SESSION_EXPIRED, None));
+    };
+    let id = Some(open.credential.key_id().to_string());
+    if changes {
+        let token = headers
+            .get("x-csrf-token")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        // Compared as hashes: constant time whatever the token's length.
+        if blake3::hash(token) != blake3::hash(open.csrf.as_bytes()) {
+            return Err(refused(problem::CSRF_FAILED, id));
+        }
+    }
+    match verifier
+        .verify_hash(Kind::Management, open.credential, client)
+        .await
+    {
+        Verdict::Valid(record) if record.partner == open.partner => Ok(record),
+        Verdict::Suspended(_) => Err(refused(problem::PARTNER_SUSPENDED, id)),
+        Verdict::StoreUnavailable(_) => Err(refused(problem::KEY_STORE_UNAVAILABLE, id)),
+        // Revoked, expired or replaced since signing in: the session ends.
+        _ => Err(refused(problem::SESSION_EXPIRED, id)),
+    }
+}
+
+/// Signing in to the console: the management credential and a current
+/// one-time code of its TOTP secret. A code is accepted once (`spent`
+/// holds the last step each credential used on this node).
+#[allow(clippy::too_many_arguments)]
+pub async fn console_sign_in(
+    keys: &KeyService,
+    monitor: &Monitor,
+    spent: &quick_cache::sync::Cache<KeyHash, u64>,
+    credential: &str,
+    code: &str,
+    client: Option<IpAddr>,
+    request_id: &str,
+) -> Result<Arc<KeyRecord>, Refused> {
+    let verdict = keys
+        .verifier()
+        .verify_kind(Kind::Management, credential.as_bytes(), client)
+        .await;
+    let record = match verdict {
+        Verdict::Valid(record) => record,
+        Verdict::Malformed => {
+            monitor.auth_failed(problem::CREDENTIAL_INVALID.code, client, None, request_id);
+            return Err(refused(problem::CREDENTIAL_INVALID, None));
+        }
+        Verdict::Unknown(id) | Verdict::Expired(id) => {
+            let id = id.to_string();
+            monitor.auth_failed(
+                problem::CREDENTIAL_INVALID.code,
+                client,
+                Some(&id),
+                request_id,
+            );
+            return Err(refused(problem::CREDENTIAL_INVALID, Some(id)));
+        }
+        Verdict::Suspended(id) => {
+            return Err(refused(problem::PARTNER_SUSPENDED, Some(id.to_string())))
+        }
+        Verdict::StoreUnavailable(id) => {
+            return Err(refused(
+                problem::KEY_STORE_UNAVAILABLE,
+                Some(id.to_string()),
+            ))
+        }
+        Verdict::TooManyUnknown(id) => {
+            return Err(refused(
+                problem::TOO_MANY_UNKNOWN_KEYS,
+                Some(id.to_string()),
+            ))
+        }
+    };
+    let id = record.key_id.clone();
+    if monitor.abuse.key_blocked(&id).is_some() {
+        return Err(refused(problem::KEY_BLOCKED, Some(id)));
+    }
+    let hash = record.key_hash();
+    let step = keys
+        .totp_secret(&record)
+        .and_then(|secret| totp::accepts(&secret, code, now_secs()));
+    let fresh = match (step, hash) {
+        (Some(step), Some(hash)) => spent.get(&hash).is_none_or(|last| step > last).then(|| {
+            spent.insert(hash, step);
+        }),
+        _ => None,
+    };
+    if fresh.is_none() {
+        monitor.auth_failed(problem::TOTP_INVALID.code, client, Some(&id), request_id);
+        return Err(refused(problem::TOTP_INVALID, Some(id)));
+    }
+    Ok(record)
 }
 
 /// Checks the caller's management credential.

@@ -409,6 +409,7 @@ pub fn run(config_path: &Path, upgrade: bool) -> Result<(), String> {
                 metrics.clone(),
                 live.clone(),
                 &settings.partner_listener,
+                &settings.audit,
             ),
         );
         let mut tls_settings =

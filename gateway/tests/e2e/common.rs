@@ -416,6 +416,26 @@ impl Gateway {
             .unwrap()
     }
 
+    /// A management credential and its TOTP secret (from the otpauth URI
+    /// the admin API shows once).
+    pub async fn management_credential_with_totp(
+        &self,
+        partner: &str,
+        name: &str,
+    ) -> (String, Vec<u8>) {
+        let (status, body) = self
+            .admin_api(
+                "POST",
+                "/v1/keys",
+                Some(serde_json::json!({"partner": partner, "name": name, "kind": "management"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let uri = body["totp_uri"].as_str().expect("a TOTP URI, shown once");
+        let secret = portcullis::keys::totp::secret_of_uri(uri).expect("a base32 secret");
+        (body["key"].as_str().unwrap().to_string(), secret)
+    }
+
     /// Issues a management credential for `partner` through the admin API.
     pub async fn management_credential(&self, partner: &str, name: &str) -> String {
         let (status, body) = self

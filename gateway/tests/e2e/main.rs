@@ -12,6 +12,8 @@ mod client_address;
 mod cluster;
 mod collector;
 mod common;
+mod console;
+mod console_browser;
 mod demo;
 mod differential;
 mod faults;

@@ -638,6 +638,11 @@ async fn the_partner_key_api_is_what_its_openapi_document_says() {
     seen.insert(spec.check("delete", "/v1/keys/{key_id}", &answer));
     assert_eq!(answer.status, 200);
 
+    let answer = send(&acme, format!("{base}/v1/activity"), "get", None).await;
+    seen.insert(spec.check("get", "/v1/activity", &answer));
+    assert_eq!(answer.status, 200);
+    assert!(!answer.json()["entries"].as_array().unwrap().is_empty());
+
     let answer = send(&acme, format!("{base}/v1/keys/revoke-all"), "post", None).await;
     seen.insert(spec.check("post", "/v1/keys/revoke-all", &answer));
     assert_eq!(answer.status, 200);

@@ -190,6 +190,7 @@ fn record_from(hash: &str, fields: &[String]) -> Option<KeyRecord> {
             _ => Kind::Data,
         },
         last_used_at: get("last_used").and_then(|v| v.parse().ok()),
+        totp: get("totp").filter(|v| !v.is_empty()),
     })
 }
 
@@ -481,6 +482,7 @@ impl RedisStore {
                 Kind::Management => "management",
             }
             .to_string(),
+            record.totp.clone().unwrap_or_default(),
         ]
     }
 }

@@ -26,28 +26,28 @@ return e
 ";
 
 /// ARGV: slot, hash, partner, key_id, created_at, expires_at, self_rotated,
-/// name, kind (the partner's hash is keyed by slot, see `store::slot`).
+/// name, kind, totp (the partner's hash is keyed by slot, see `store::slot`).
 const INSERT: &str = r"
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return redis.error_reply('CONFLICT') end
-redis.call('HSET', KEYS[1], 'partner', ARGV[3], 'name', ARGV[8], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'self_rotated', ARGV[7], 'kind', ARGV[9])
+redis.call('HSET', KEYS[1], 'partner', ARGV[3], 'name', ARGV[8], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'self_rotated', ARGV[7], 'kind', ARGV[9], 'totp', ARGV[10])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 ";
 
-/// ARGV 1-9 as for INSERT, then prefix, channel and, when not empty, the
+/// ARGV 1-10 as for INSERT, then prefix, channel and, when not empty, the
 /// hash the slot's key must still have.
 const REPLACE: &str = r"
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if not old then return redis.error_reply('NOTFOUND') end
-if ARGV[12] ~= '' and old ~= ARGV[12] then return redis.error_reply('SUPERSEDED') end
-local oldkey = ARGV[10] .. 'key:' .. old
+if ARGV[13] ~= '' and old ~= ARGV[13] then return redis.error_reply('SUPERSEDED') end
+local oldkey = ARGV[11] .. 'key:' .. old
 local fields = redis.call('HGETALL', oldkey)
 redis.call('DEL', oldkey)
-redis.call('HSET', KEYS[3], 'partner', ARGV[3], 'name', ARGV[8], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'self_rotated', ARGV[7], 'kind', ARGV[9])
+redis.call('HSET', KEYS[3], 'partner', ARGV[3], 'name', ARGV[8], 'key_id', ARGV[4], 'created_at', ARGV[5], 'expires_at', ARGV[6], 'self_rotated', ARGV[7], 'kind', ARGV[9], 'totp', ARGV[10])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local e = redis.call('INCR', KEYS[2])
-redis.call('PUBLISH', ARGV[11], e .. ' key ' .. old)
+redis.call('PUBLISH', ARGV[12], e .. ' key ' .. old)
 return {old, fields, e}
 ";
 

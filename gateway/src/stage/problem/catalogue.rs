@@ -119,6 +119,21 @@ pub const CREDENTIAL_INVALID: Reject = Reject::new(
     "credential_invalid",
     "The partner management credential is not valid",
 );
+pub const TOTP_INVALID: Reject = Reject::new(
+    401,
+    "totp_invalid",
+    "The one-time code is not valid for this credential",
+);
+pub const SESSION_EXPIRED: Reject = Reject::new(
+    401,
+    "session_expired",
+    "The console session has expired or is not valid; sign in again",
+);
+pub const CSRF_FAILED: Reject = Reject::new(
+    403,
+    "csrf_failed",
+    "The request does not carry this session's CSRF token",
+);
 
 // A partner regenerating its own key (proxy/selfservice.rs)
 
@@ -407,6 +422,9 @@ pub const PUBLIC: &[Reject] = &[
     KEY_MISSING,
     CREDENTIAL_MISSING,
     CREDENTIAL_INVALID,
+    TOTP_INVALID,
+    SESSION_EXPIRED,
+    CSRF_FAILED,
     SELF_ROTATION_DISABLED,
     SELF_ROTATION_SPENT,
     ROTATION_FAILED,
