@@ -76,7 +76,8 @@ impl AdminApp {
     }
 }
 
-async fn read_body(session: &mut ServerSession, limit: usize) -> Option<Vec<u8>> {
+/// The request body, or `None` past `limit` bytes or on a read error.
+pub(crate) async fn read_body(session: &mut ServerSession, limit: usize) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = session.read_request_body().await.ok()? {
         body.extend_from_slice(&chunk);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api::Outcome;
-use super::{read_body, sign_in, Answer, Audited, PartnerApp, MAX_BODY};
+use super::{sign_in, Answer, Audited, PartnerApp};
 use crate::monitor::audit::Decision;
 use crate::stage::problem;
 
@@ -182,11 +182,9 @@ impl PartnerApp {
         client: Option<IpAddr>,
         request_id: &str,
     ) -> (Answer, Audited) {
-        let body = match tokio::time::timeout(self.body_timeout, read_body(session, MAX_BODY)).await
-        {
-            Ok(Some(body)) => body,
-            Ok(None) => return self.plain_refusal(problem::BODY_TOO_LARGE, request_id),
-            Err(_) => return self.plain_refusal(problem::BODY_TIMEOUT, request_id),
+        let body = match self.small_body(session).await {
+            Ok(body) => body,
+            Err(reject) => return self.plain_refusal(reject, request_id),
         };
         let Ok(form) = serde_json::from_slice::<SignIn>(&body) else {
             return self.plain_refusal(problem::ADMIN_BAD_BODY, request_id);

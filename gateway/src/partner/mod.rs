@@ -24,6 +24,7 @@ use http::{Response, StatusCode};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::admin::read_body;
 use crate::config::partner::PartnerListenerSettings;
 use crate::keys::service::KeyService;
 use crate::monitor::audit::{Decision, Entry, Event};
@@ -122,17 +123,6 @@ fn decision_of(reject: Reject) -> Decision {
     } else {
         Decision::Deny
     }
-}
-
-async fn read_body(session: &mut ServerSession, limit: usize) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    while let Some(chunk) = session.read_request_body().await.ok()? {
-        body.extend_from_slice(&chunk);
-        if body.len() > limit {
-            return None;
-        }
-    }
-    Some(body)
 }
 
 impl PartnerApp {
@@ -234,25 +224,10 @@ impl PartnerApp {
             },
             Ok(()) => {
                 let body = if op == Op::Create {
-                    match tokio::time::timeout(self.body_timeout, read_body(session, MAX_BODY))
-                        .await
-                    {
-                        Ok(Some(body)) => body,
-                        Ok(None) => {
-                            return self.refused_after_sign_in(
-                                op,
-                                problem::BODY_TOO_LARGE,
-                                &credential,
-                                request_id,
-                            )
-                        }
-                        Err(_) => {
-                            return self.refused_after_sign_in(
-                                op,
-                                problem::BODY_TIMEOUT,
-                                &credential,
-                                request_id,
-                            )
+                    match self.small_body(session).await {
+                        Ok(body) => body,
+                        Err(reject) => {
+                            return self.refused_after_sign_in(op, reject, &credential, request_id)
                         }
                     }
                 } else {
@@ -284,6 +259,16 @@ impl PartnerApp {
             name: outcome.name,
         };
         (answer, audited)
+    }
+
+    /// The small JSON body an operation takes, within the size and time
+    /// limits.
+    async fn small_body(&self, session: &mut ServerSession) -> Result<Vec<u8>, Reject> {
+        match tokio::time::timeout(self.body_timeout, read_body(session, MAX_BODY)).await {
+            Ok(Some(body)) => Ok(body),
+            Ok(None) => Err(problem::BODY_TOO_LARGE),
+            Err(_) => Err(problem::BODY_TIMEOUT),
+        }
     }
 
     fn refused_after_sign_in(

@@ -99,64 +99,32 @@ pub async fn console_sign_in(
     client: Option<IpAddr>,
     request_id: &str,
 ) -> Result<Arc<KeyRecord>, Refused> {
-    let verdict = keys
-        .verifier()
-        .verify_kind(Kind::Management, credential.as_bytes(), client)
-        .await;
-    let record = match verdict {
-        Verdict::Valid(record) => record,
-        Verdict::Malformed => {
-            monitor.auth_failed(problem::CREDENTIAL_INVALID.code, client, None, request_id);
-            return Err(refused(problem::CREDENTIAL_INVALID, None));
-        }
-        Verdict::Unknown(id) | Verdict::Expired(id) => {
-            let id = id.to_string();
-            monitor.auth_failed(
-                problem::CREDENTIAL_INVALID.code,
-                client,
-                Some(&id),
-                request_id,
-            );
-            return Err(refused(problem::CREDENTIAL_INVALID, Some(id)));
-        }
-        Verdict::Suspended(id) => {
-            return Err(refused(problem::PARTNER_SUSPENDED, Some(id.to_string())))
-        }
-        Verdict::StoreUnavailable(id) => {
-            return Err(refused(
-                problem::KEY_STORE_UNAVAILABLE,
-                Some(id.to_string()),
-            ))
-        }
-        Verdict::TooManyUnknown(id) => {
-            return Err(refused(
-                problem::TOO_MANY_UNKNOWN_KEYS,
-                Some(id.to_string()),
-            ))
-        }
-    };
-    let id = record.key_id.clone();
-    if monitor.abuse.key_blocked(&id).is_some() {
-        return Err(refused(problem::KEY_BLOCKED, Some(id)));
-    }
-    let hash = record.key_hash();
+    let record = check(
+        keys.verifier(),
+        monitor,
+        credential.as_bytes(),
+        client,
+        request_id,
+    )
+    .await?;
     let step = keys
         .totp_secret(&record)
         .and_then(|secret| totp::accepts(&secret, code, now_secs()));
-    let fresh = match (step, hash) {
+    let fresh = match (step, record.key_hash()) {
         (Some(step), Some(hash)) => spent.get(&hash).is_none_or(|last| step > last).then(|| {
             spent.insert(hash, step);
         }),
         _ => None,
     };
     if fresh.is_none() {
+        let id = record.key_id.clone();
         monitor.auth_failed(problem::TOTP_INVALID.code, client, Some(&id), request_id);
         return Err(refused(problem::TOTP_INVALID, Some(id)));
     }
     Ok(record)
 }
 
-/// Checks the caller's management credential.
+/// Checks the caller's bearer management credential.
 pub async fn sign_in(
     verifier: &Verifier,
     monitor: &Monitor,
@@ -165,8 +133,22 @@ pub async fn sign_in(
     request_id: &str,
 ) -> Result<Arc<KeyRecord>, Refused> {
     let token = bearer(headers).map_err(|reject| refused(reject, None))?;
-    let verdict = verifier.verify_kind(Kind::Management, token, client).await;
-    let (reject, id) = match verdict {
+    check(verifier, monitor, token, client, request_id).await
+}
+
+/// A presented management credential: valid and not blocked, or the
+/// refusal, with a failed guess counted against the address and the id.
+async fn check(
+    verifier: &Verifier,
+    monitor: &Monitor,
+    presented: &[u8],
+    client: Option<IpAddr>,
+    request_id: &str,
+) -> Result<Arc<KeyRecord>, Refused> {
+    let (reject, id) = match verifier
+        .verify_kind(Kind::Management, presented, client)
+        .await
+    {
         Verdict::Valid(record) => {
             if monitor.abuse.key_blocked(&record.key_id).is_some() {
                 return Err(refused(problem::KEY_BLOCKED, Some(record.key_id.clone())));
@@ -177,6 +159,7 @@ pub async fn sign_in(
         Verdict::Unknown(id) | Verdict::Expired(id) => {
             (problem::CREDENTIAL_INVALID, Some(id.to_string()))
         }
+        // Not a wrong guess: refused without counting.
         Verdict::Suspended(id) => {
             return Err(refused(problem::PARTNER_SUSPENDED, Some(id.to_string())))
         }
