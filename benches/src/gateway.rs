@@ -169,14 +169,16 @@ pub async fn start_custom(
         }
         None => Command::new(binary),
     };
+    // The log at its default level (`info`: a line per request) into a file, as a container
+    // runtime's log driver would take it; `PORTCULLIS_LOG` in the environment passes through.
+    let log = std::fs::File::create(d.join("gateway.log")).map_err(|e| e.to_string())?;
     let process = GatewayProcess(
         command
             .args(["run", "--config"])
             .arg(d.join("portcullis.yaml"))
             .current_dir(d)
-            .env("PORTCULLIS_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("{}: {e}", binary.display()))?,
     );

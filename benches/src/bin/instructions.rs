@@ -48,6 +48,13 @@ async fn main() -> Result<(), String> {
             let launcher = ["valgrind", "--tool=callgrind", out_arg.as_str()];
             let gw = start_with(binary, &ca, upstream, audit, &launcher).await?;
             let per_request = measure(&gw, &ca, route, &body, requests, &out).await?;
+            // `INSTRUCTIONS_KEEP=<dir>` keeps each dump for `callgrind_annotate`.
+            if let Some(keep) = std::env::var_os("INSTRUCTIONS_KEEP") {
+                let kept =
+                    Path::new(&keep).join(format!("callgrind.{}.{route}", name.replace(' ', "-")));
+                std::fs::copy(dumped(&out)?, &kept)
+                    .map_err(|e| format!("{}: {e}", kept.display()))?;
+            }
             println!("{name:>10} {route:>8}: {per_request:.0} instructions per request");
             rows.push((*name, route, per_request));
         }

@@ -540,7 +540,7 @@ async fn a_name_is_resolved_again_and_traffic_follows_its_new_address() {
         assert_eq!(get(&client, &url).await.0, 200);
     }
     assert_eq!(old.requests(), settled, "the old address gets nothing more");
-    assert!(gw.logs().contains("target addresses changed"));
+    gw.wait_for_log("target addresses changed").await;
     // The address that went away takes its series with it.
     let old_label = format!("target=\"{}\"", old.addr);
     eventually(

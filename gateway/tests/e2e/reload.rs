@@ -109,7 +109,7 @@ async fn an_invalid_policy_is_refused_and_the_old_one_keeps_serving() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let logs = gw.logs();
+    let logs = gw.wait_for_log("nowhere").await;
     assert!(
         logs.contains("orders.yaml:") && logs.contains("no upstream named \\\"nowhere\\\"")
             || logs.contains("no upstream named \"nowhere\""),
@@ -223,11 +223,18 @@ async fn editing_a_setting_that_needs_a_restart_refuses_the_reload_loudly() {
             404,
             "{section}: the policy edit waits too"
         );
-        let logs = gw.logs();
-        assert!(
-            logs.contains(section) && logs.contains("takes effect only on restart"),
-            "{section}: the refusal names the setting:\n{logs}"
-        );
+        // The log line can trail the counter.
+        eventually(
+            "the refusal to name the setting",
+            Duration::from_secs(10),
+            || async {
+                gw.logs()
+                    .lines()
+                    .any(|l| l.contains(section) && l.contains("takes effect only on restart"))
+                    .then_some(())
+            },
+        )
+        .await;
     }
     // Put the gateway file back: the policy edit alone now applies.
     std::fs::write(&file, &original).unwrap();
