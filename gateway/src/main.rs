@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 // glibc's malloc and free were 13 % of a kept-alive request's CPU (perf, bare route);
-// with mimalloc the request costs 20 % less CPU on HTTP/1.1 and 9 % less on HTTP/2
-// (benches/README.md, "Performance").
+// mimalloc (preloaded, before this line existed) cut the request's CPU by a fifth on
+// HTTP/1.1 and a tenth on HTTP/2 (benches/README.md, "Performance (issue 18)").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
