@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 // glibc's malloc and free were 13 % of a kept-alive request's CPU (perf, bare route);
 // mimalloc (preloaded, before this line existed) cut the request's CPU by a fifth on
 // HTTP/1.1 and a tenth on HTTP/2 (benches/README.md, "Performance (issue 18)").
+// Built without transparent huge pages (`no_thp`): mimalloc's madvise for them
+// doubled an idle TLS connection's memory, from 57 to 117 KiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -394,7 +396,9 @@ where
         .with_ansi(ansi)
         .with_writer(writer);
     match format {
-        LogFormat::Text => builder.init(),
+        LogFormat::Text => builder
+            .fmt_fields(portcullis::monitor::log_fields::TextFields)
+            .init(),
         LogFormat::Json => builder.json().init(),
     }
 }

@@ -10,8 +10,10 @@
 //!
 //! For each client mode (HTTP/1.1 keep-alive, a new TLS connection per
 //! request, HTTP/2) it measures capacity with wrk or h2load in
-//! alternating rounds, then latency with oha at half of each server's own
-//! capacity, then memory with 10 000 idle TLS connections. A bare pingora
+//! alternating rounds, then latency with oha (keep-alive and HTTP/2) at one
+//! rate for every server, half the slowest one's capacity, with the
+//! client's own core checked below 70 % busy, then memory with 10 000 idle
+//! TLS connections. A bare pingora
 //! proxy (`pingora_floor`) runs beside them, to separate what pingora
 //! costs from what Portcullis's stages cost.
 //!
@@ -21,8 +23,9 @@
 //!
 //! Run `benches/compare.sh` (installs the tools, builds, then runs this
 //! with its arguments): `--seconds 5 --rounds 3 --latency-seconds 30
-//! --connections 32 --idle 10000 --keys 10000`. `--latency-seconds 0`
-//! measures throughput only; `BASELINE_PORTCULLIS_BIN=<binary>` adds a
+//! --connections 32 --idle 10000 --keys 10000`; `--rate N` fixes the
+//! latency runs' rate. `--latency-seconds 0` skips latency and `--idle 0`
+//! the idle connections; `BASELINE_PORTCULLIS_BIN=<binary>` adds a
 //! second Portcullis build (bare and full) to the same rounds and prints
 //! each build's throughput against it; `--only full` keeps only the targets whose
 //! name contains `full` (and the direct upstream).
@@ -34,7 +37,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use portcullis_benches::compare::idle;
-use portcullis_benches::compare::load::{self, Latency, Mode, Request, Throughput};
+use portcullis_benches::compare::load::{self, Mode, Request, Throughput};
 use portcullis_benches::compare::peers::{self, Job, KeyMap, Peer};
 use portcullis_benches::compare::procs;
 use portcullis_benches::gateway::{
@@ -45,11 +48,10 @@ const LOAD_CPU: &str = "0";
 // Positions in the target list.
 const DIRECT: usize = 0;
 const NGINX: usize = 1;
-const HAPROXY: usize = 2;
-const FLOOR: usize = 3;
-const BARE: usize = 4;
-const FULL: usize = 5;
 const SERVER_CPU: &str = "1";
+/// The share of its core the latency client may use before its own
+/// queueing could pass for the server's latency.
+const CLIENT_BUSY_LIMIT: f64 = 0.7;
 
 struct Options {
     seconds: u64,
@@ -58,6 +60,8 @@ struct Options {
     connections: usize,
     idle: usize,
     keys: usize,
+    /// The latency runs' request rate (default: half the slowest server's capacity).
+    rate: Option<f64>,
     /// Only the targets whose name contains this (the direct upstream is always kept).
     only: Option<String>,
 }
@@ -71,6 +75,7 @@ impl Options {
             connections: 32,
             idle: 10_000,
             keys: 10_000,
+            rate: None,
             only: None,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
@@ -87,13 +92,14 @@ impl Options {
                 "--connections" => o.connections = value("--connections")? as usize,
                 "--idle" => o.idle = value("--idle")? as usize,
                 "--keys" => o.keys = value("--keys")? as usize,
+                "--rate" => o.rate = Some(value("--rate")? as f64),
                 "--only" => o.only = pair.get(1).cloned(),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
-        if o.only.is_some() && (o.latency_seconds > 0 || o.idle > 0) {
-            // The latency and idle reports index the full set of targets.
-            return Err("--only needs --latency-seconds 0 --idle 0".into());
+        if o.only.is_some() && o.latency_seconds > 0 {
+            // Added latency is measured against nginx and the direct upstream.
+            return Err("--only needs --latency-seconds 0".into());
         }
         if o.rounds == 0 || o.seconds == 0 || o.connections < 8 {
             // `--latency-seconds 0` measures throughput only.
@@ -129,7 +135,6 @@ impl Target {
 struct Results {
     /// (mode, target) → per-round throughput and CPU seconds per 100k.
     rounds: BTreeMap<(usize, usize), Vec<(Throughput, f64)>>,
-    latency: BTreeMap<(usize, String), (f64, Latency)>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -138,6 +143,13 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+fn installed(tool: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn require_tools(o: &Options) -> Result<(), String> {
@@ -229,7 +241,9 @@ async fn check_job(ca_pem: &str, target: &Target, key: &str) -> Result<(), Strin
     let (_, echoed) = send(&client, &target.request, Some(key)).await?;
     if let Some(headers) = echoed.get("headers") {
         let partner = headers.pointer("/x-partner-id/0").and_then(|v| v.as_str());
-        if partner != Some("acme") || headers.get("x-api-key").is_some() {
+        // pingap's key plugin knows keys, not partners.
+        let names_partner = target.name != "pingap";
+        if (names_partner && partner != Some("acme")) || headers.get("x-api-key").is_some() {
             return Err(format!(
                 "{}: the upstream saw partner {partner:?} and key header {:?}",
                 target.name,
@@ -432,6 +446,13 @@ async fn main() -> Result<(), String> {
         &job,
     )?;
     let haproxy = peers::haproxy(&s.join("haproxy"), haproxy_addr.port(), &job)?;
+    let pingap_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let pingap = if installed("pingap") {
+        Some(peers::pingap(&s.join("pingap"), pingap_addr.port(), &job)?)
+    } else {
+        println!("pingap is not installed (`cargo install pingap --version 0.13.1 --locked`, needs protobuf-compiler): its row is left out");
+        None
+    };
 
     let request = |base: String, path: &str, key: Option<&str>| Request {
         url: format!("{base}{path}"),
@@ -467,9 +488,12 @@ async fn main() -> Result<(), String> {
         peer_target(&nginx, nginx_addr),
         peer_target(&haproxy, haproxy_addr),
         peer_target(&floor, floor_addr),
+    ];
+    targets.extend(pingap.as_ref().map(|p| peer_target(p, pingap_addr)));
+    targets.extend([
         gateway_target("portcullis bare", &bare, "/echo/streamed"),
         gateway_target("portcullis full", &full, "/echo/full"),
-    ];
+    ]);
     if let Some((bare, full)) = &baseline {
         targets.push(gateway_target("baseline bare", bare, "/echo/streamed"));
         targets.push(gateway_target("baseline full", full, "/echo/full"));
@@ -482,7 +506,7 @@ async fn main() -> Result<(), String> {
     }
     println!("machine: {}", machine());
     println!(
-        "every proxy refuses a wrong or missing key with 401 and forward a good one with X-Partner-Id and without the key\n"
+        "every proxy refuses a wrong or missing key with 401 and forwards a good one without the key and (pingap excepted) with X-Partner-Id\n"
     );
 
     let ticks = procs::clock_ticks() as f64;
@@ -513,32 +537,54 @@ async fn main() -> Result<(), String> {
         )
     };
 
-    if o.latency_seconds == 0 {
-        throughput_report(&o, &targets, &results, &capacity);
-        drop((bare, full, baseline, nginx, haproxy, floor, upstream));
-        return Ok(());
+    throughput_report(&o, &targets, &results, &capacity);
+    if o.latency_seconds > 0 {
+        latency_at_one_rate(&o, &targets, &results, &capacity)?;
     }
+    let peaks: Vec<u64> = targets.iter().map(|t| procs::peak_rss_kib(t.pid)).collect();
+    if o.idle > 0 {
+        let idle_rows = idle_connections(&o, &targets, &ca_pem).await?;
+        memory_report(&targets, &peaks, &idle_rows);
+    }
+    drop((
+        bare, full, baseline, nginx, haproxy, floor, pingap, upstream,
+    ));
+    Ok(())
+}
+
+/// Latency for every server at one request rate per client mode: half the
+/// slowest server's capacity (or `--rate`), so each answers the same load
+/// and a difference in p99 is the server's, not the load's. The client's
+/// own core is measured too: above 70 % busy its queueing would pass for
+/// server latency, and the row says so.
+fn latency_at_one_rate(
+    o: &Options,
+    targets: &[Target],
+    results: &Results,
+    capacity: &dyn Fn(&Results, usize, usize) -> f64,
+) -> Result<(), String> {
+    println!(
+        "\nlatency: {} s per server at one rate per mode, oha with latency correction",
+        o.latency_seconds
+    );
     for (m, mode) in Mode::ALL.iter().enumerate() {
-        let mut runs: Vec<(String, &Target, f64)> = targets
-            .iter()
-            .enumerate()
-            .map(|(t, target)| {
-                (
-                    target.name.to_string(),
-                    target,
-                    capacity(&results, m, t) / 2.0,
-                )
-            })
-            .collect();
-        // The floor at each gateway's own rate, for its added latency.
-        for t in [BARE, FULL] {
-            runs.push((
-                format!("direct @ {} rate", targets[t].name),
-                &targets[DIRECT],
-                capacity(&results, m, t) / 2.0,
-            ));
+        // A handshake per request measures the client's TLS as much as the
+        // server; the latency target is for kept-alive connections.
+        if *mode == Mode::NewConnection {
+            continue;
         }
-        for (label, target, rate) in runs {
+        let slowest = (0..targets.len())
+            .map(|t| capacity(results, m, t))
+            .fold(f64::INFINITY, f64::min);
+        let rate = o
+            .rate
+            .unwrap_or(((slowest / 2.0) / 100.0).floor() * 100.0)
+            .max(100.0);
+        println!("\n#### {} at {rate:.0} req/s\n", mode.label());
+        println!("| server | achieved req/s | p50 ms | p99 ms | p99.9 ms | client core busy |");
+        println!("| --- | --- | --- | --- | --- | --- |");
+        let mut measured = Vec::new();
+        for target in targets {
             let (mode, conns) = match mode {
                 Mode::Http2 if target.tls.is_none() => (Mode::KeepAlive, o.connections),
                 Mode::Http2 => (Mode::Http2, o.connections / 8),
@@ -552,22 +598,68 @@ async fn main() -> Result<(), String> {
                 conns,
                 o.latency_seconds,
             )
-            .map_err(|e| format!("{label} / {}: {e}", mode.label()))?;
+            .map_err(|e| format!("{} / {}: {e}", target.name, mode.label()))?;
+            let flag = if l.client_busy > CLIENT_BUSY_LIMIT {
+                " (over the limit: this row measures the client)"
+            } else {
+                ""
+            };
             println!(
-                "{} latency {label:>30} at {rate:>7.0}/s: p50 {} p99 {} p99.9 {} ms",
-                mode.label(),
+                "| {} | {:.0} | {} | {} | {} | {:.0} %{flag} |",
+                target.name,
+                l.achieved_rate,
                 ms(l.p50),
                 ms(l.p99),
-                ms(l.p999)
+                ms(l.p999),
+                l.client_busy * 100.0
             );
-            results.latency.insert((m, label), (rate, l));
+            measured.push(l);
+        }
+        let busiest = measured.iter().map(|l| l.client_busy).fold(0.0, f64::max);
+        println!(
+            "\nclient core at most {:.0} % busy (limit {:.0} %{})",
+            busiest * 100.0,
+            CLIENT_BUSY_LIMIT * 100.0,
+            if busiest > CLIENT_BUSY_LIMIT {
+                ": lower --rate"
+            } else {
+                ""
+            }
+        );
+        println!("\n| added latency, ms | vs nginx: p50 / p99 / p99.9 | vs direct: p50 / p99 / p99.9 | p99 and p99.9 within 1 ms of nginx |");
+        println!("| --- | --- | --- | --- |");
+        for (t, target) in targets.iter().enumerate() {
+            if !target.name.contains("portcullis") && !target.name.contains("baseline") {
+                continue;
+            }
+            let (gw, nginx, direct) = (measured[t], measured[NGINX], measured[DIRECT]);
+            let within = gw.p99 - nginx.p99 <= 0.001 && gw.p999 - nginx.p999 <= 0.001;
+            println!(
+                "| {} | {} / {} / {} | {} / {} / {} | {} |",
+                target.name,
+                ms(gw.p50 - nginx.p50),
+                ms(gw.p99 - nginx.p99),
+                ms(gw.p999 - nginx.p999),
+                ms(gw.p50 - direct.p50),
+                ms(gw.p99 - direct.p99),
+                ms(gw.p999 - direct.p999),
+                if within { "yes" } else { "no" }
+            );
         }
     }
-    let peaks: Vec<u64> = targets.iter().map(|t| procs::peak_rss_kib(t.pid)).collect();
+    Ok(())
+}
 
+/// Opens `--idle` TLS connections to each server, one request answered on
+/// each, and measures the server's memory with them open.
+async fn idle_connections(
+    o: &Options,
+    targets: &[Target],
+    ca_pem: &str,
+) -> Result<Vec<(&'static str, u64, u64, usize)>, String> {
     let mut idle_rows = Vec::new();
-    let connector = idle::connector(&ca_pem)?;
-    for target in targets.iter().take(FULL) {
+    let connector = idle::connector(ca_pem)?;
+    for target in targets {
         let Some(addr) = target.tls else { continue };
         let body = std::fs::read(&target.request.body_file).map_err(|e| e.to_string())?;
         let (key, path) = (target.key(), target.path);
@@ -594,10 +686,7 @@ async fn main() -> Result<(), String> {
         idle_rows.push((target.name, before, after, held.len()));
         drop(held);
     }
-
-    report(&o, &targets, &results, &capacity, &peaks, &idle_rows);
-    drop((bare, full, baseline, nginx, haproxy, floor, upstream));
-    Ok(())
+    Ok(idle_rows)
 }
 
 /// Throughput alone (`--latency-seconds 0`), with each Portcullis build
@@ -629,6 +718,24 @@ fn throughput_report(
                 rate / floor
             );
         }
+        let cpu_of = |t: usize| median(results.rounds[&(m, t)].iter().map(|(_, c)| *c).collect());
+        if let Some(nginx) = targets.iter().position(|x| x.name == "nginx") {
+            println!("\n| CPU per request | vs nginx | vs pingora floor |");
+            println!("| --- | --- | --- |");
+            let floor = targets.iter().position(|x| x.name == "pingora floor");
+            for (t, target) in targets
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.name.starts_with("portcullis") || x.name.starts_with("baseline"))
+            {
+                println!(
+                    "| {} | {:.2} | {} |",
+                    target.name,
+                    cpu_of(t) / cpu_of(nginx),
+                    floor.map_or(String::new(), |f| format!("{:.2}", cpu_of(t) / cpu_of(f)))
+                );
+            }
+        }
         for (t, target) in targets.iter().enumerate() {
             let Some(build) = target.name.strip_prefix("portcullis ") else {
                 continue;
@@ -646,80 +753,19 @@ fn throughput_report(
     }
 }
 
-fn report(
-    o: &Options,
-    targets: &[Target],
-    results: &Results,
-    capacity: &dyn Fn(&Results, usize, usize) -> f64,
-    peaks: &[u64],
-    idle_rows: &[(&str, u64, u64, usize)],
-) {
-    println!(
-        "\n{} s throughput rounds × {}, alternating; {} connections (HTTP/2: {} × 8 streams); \
-         latency: {} s at half of each server's own capacity, oha with latency correction",
-        o.seconds,
-        o.rounds,
-        o.connections,
-        o.connections / 8,
-        o.latency_seconds
-    );
-    for (m, mode) in Mode::ALL.iter().enumerate() {
-        println!("\n#### {}\n", mode.label());
-        println!("| server | req/s (median) | vs direct | CPU s / 100k req | at half load: rate | p50 ms | p99 ms | p99.9 ms | peak RSS KiB |");
-        println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-        let floor = capacity(results, m, DIRECT);
-        for (t, target) in targets.iter().enumerate() {
-            let rate = capacity(results, m, t);
-            let cpu = median(results.rounds[&(m, t)].iter().map(|(_, c)| *c).collect());
-            let (half, l) = results.latency[&(m, target.name.to_string())];
-            println!(
-                "| {} | {rate:.0} | {:.2} | {cpu:.2} | {half:.0} | {} | {} | {} | {} |",
+fn memory_report(targets: &[Target], peaks: &[u64], idle_rows: &[(&str, u64, u64, usize)]) {
+    println!("\n#### Memory\n");
+    println!("| server | peak RSS under load KiB | idle TLS connections | RSS before KiB | RSS with them open KiB | KiB per connection |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (t, target) in targets.iter().enumerate() {
+        match idle_rows.iter().find(|row| row.0 == target.name) {
+            Some((_, before, after, n)) => println!(
+                "| {} | {} | {n} | {before} | {after} | {:.1} |",
                 target.name,
-                rate / floor,
-                ms(l.p50),
-                ms(l.p99),
-                ms(l.p999),
-                peaks[t]
-            );
-        }
-        for t in [BARE, FULL] {
-            let label = format!("direct @ {} rate", targets[t].name);
-            let (half, direct) = results.latency[&(m, label.clone())];
-            println!(
-                "| {label} | | | | {half:.0} | {} | {} | {} | |",
-                ms(direct.p50),
-                ms(direct.p99),
-                ms(direct.p999)
-            );
-        }
-        println!("\n| ratio (req/s) | vs nginx | vs HAProxy | vs pingora floor | vs direct | added p50 / p99 ms vs direct at the same rate |");
-        println!("| --- | --- | --- | --- | --- | --- |");
-        for t in [BARE, FULL] {
-            let rate = capacity(results, m, t);
-            let label = format!("direct @ {} rate", targets[t].name);
-            let (_, direct) = results.latency[&(m, label)];
-            let (_, gw) = results.latency[&(m, targets[t].name.to_string())];
-            println!(
-                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} / {} |",
-                targets[t].name,
-                rate / capacity(results, m, NGINX),
-                rate / capacity(results, m, HAPROXY),
-                rate / capacity(results, m, FLOOR),
-                rate / capacity(results, m, DIRECT),
-                ms(gw.p50 - direct.p50),
-                ms(gw.p99 - direct.p99)
-            );
-        }
-    }
-    if !idle_rows.is_empty() {
-        println!("\n#### Idle TLS connections\n");
-        println!("| server | connections | RSS before KiB | RSS with them open KiB | KiB per connection |");
-        println!("| --- | --- | --- | --- | --- |");
-        for (name, before, after, n) in idle_rows {
-            println!(
-                "| {name} | {n} | {before} | {after} | {:.1} |",
+                peaks[t],
                 (*after as f64 - *before as f64) / (*n).max(1) as f64
-            );
+            ),
+            None => println!("| {} | {} | | | | |", target.name, peaks[t]),
         }
     }
 }

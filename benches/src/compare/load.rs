@@ -52,6 +52,9 @@ pub struct Latency {
     pub p99: f64,
     pub p999: f64,
     pub achieved_rate: f64,
+    /// CPU time the client spent per second of the run: above about 0.7 of
+    /// its one core, its own queueing shows up as the server's latency.
+    pub client_busy: f64,
 }
 
 fn run(command: &mut Command) -> Result<String, String> {
@@ -249,7 +252,15 @@ pub fn oha(
             command.args(["--http2", "-p", "8"]);
         }
     }
-    parse_oha(&run(command.arg(&request.url))?)
+    let cpu_before = crate::compare::procs::waited_children_cpu_seconds();
+    let began = std::time::Instant::now();
+    let out = run(command.arg(&request.url))?;
+    let busy = (crate::compare::procs::waited_children_cpu_seconds() - cpu_before)
+        / began.elapsed().as_secs_f64();
+    Ok(Latency {
+        client_busy: busy,
+        ..parse_oha(&out)?
+    })
 }
 
 pub fn parse_oha(out: &str) -> Result<Latency, String> {
@@ -280,6 +291,7 @@ pub fn parse_oha(out: &str) -> Result<Latency, String> {
         p99: number("/latencyPercentiles/p99")?,
         p999: number("/latencyPercentiles/p99.9")?,
         achieved_rate: number("/summary/requestsPerSec")?,
+        client_busy: f64::NAN,
     })
 }
 

@@ -3,7 +3,8 @@
 //! header up in a map, answer 401 when it is not there, and otherwise
 //! forward to the upstream over kept-alive connections with the key
 //! removed and `X-Partner-Id` set. One worker each, as the gateway gets
-//! one thread; access logs off.
+//! one thread; access logs off. pingap, a gateway on pingora like
+//! Portcullis, joins when it is installed.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -229,5 +230,76 @@ backend orders
         Path::new("haproxy"),
         &["-db", "-f", &path],
         &dir.join("haproxy.out"),
+    )
+}
+
+/// Writes pingap's configuration under `dir` and starts it on `cpu`:
+/// pingap 0.13.1 (a gateway on pingora, as Portcullis is) with its
+/// `key_auth` plugin. That plugin knows keys, not partners, so pingap
+/// removes the key but cannot name the partner; the comparison says so.
+pub fn pingap(dir: &Path, port: u16, job: &Job) -> Result<Peer, String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let quoted = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    let keys: Vec<String> = job.keys.entries.iter().map(|(k, _)| quoted(k)).collect();
+    let conf = format!(
+        "[basic]
+log_level = \"warn\"
+threads = 1
+upstream_keepalive_pool_size = 2048
+grace_period = \"1s\"
+graceful_shutdown_timeout = \"1s\"
+
+[certificates.bench]
+tls_cert = {cert}
+tls_key = {key}
+is_default = true
+
+[upstreams.orders]
+addrs = [\"127.0.0.1:{upstream}\"]
+idle_timeout = \"120s\"
+
+[plugins.partnerKey]
+category = \"key_auth\"
+header = \"x-api-key\"
+hide_credentials = true
+keys = [{keys}]
+
+[locations.orders]
+upstream = \"orders\"
+path = \"/\"
+plugins = [\"partnerKey\"]
+
+[servers.partners]
+addr = \"127.0.0.1:{port}\"
+locations = [\"orders\"]
+global_certificates = true
+enabled_h2 = true
+threads = 1
+",
+        cert = quoted(&job.cert.to_string_lossy()),
+        key = quoted(&job.key.to_string_lossy()),
+        upstream = job.upstream_port,
+        keys = keys.join(", "),
+    );
+    let path = dir.join("pingap.toml");
+    std::fs::write(&path, conf).map_err(|e| e.to_string())?;
+    let path = path.to_string_lossy().into_owned();
+    spawn_pinned(
+        "pingap",
+        job.cpu,
+        Path::new("env"),
+        // ACME would reach out for certificates; RUST_LOG would override
+        // the log level.
+        &[
+            "-u",
+            "RUST_LOG",
+            "PINGAP_DISABLE_ACME=1",
+            "pingap",
+            "-c",
+            &path,
+            "--threads",
+            "1",
+        ],
+        &dir.join("pingap.out"),
     )
 }

@@ -47,6 +47,17 @@ pub fn clock_ticks() -> u64 {
         .unwrap_or(100)
 }
 
+/// User plus system CPU time, in seconds, of this process's children that
+/// have ended and been waited for (a load tool run to completion).
+pub fn waited_children_cpu_seconds() -> f64 {
+    let ticks = stat_fields(std::process::id()).map_or(0, |f| {
+        let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // cutime and cstime, fields 16 and 17 of proc(5).
+        field(13) + field(14)
+    });
+    ticks as f64 / clock_ticks() as f64
+}
+
 /// User plus system CPU time of the tree under `root`, in ticks.
 pub fn cpu_ticks(root: u32) -> u64 {
     tree(root)

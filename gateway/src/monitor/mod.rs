@@ -3,6 +3,7 @@
 //! the thread that closes each anomaly interval.
 
 pub mod audit;
+pub mod log_fields;
 pub mod log_sink;
 pub mod metrics;
 pub mod traces;
