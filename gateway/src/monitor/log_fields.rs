@@ -68,15 +68,15 @@ impl TextVisitor<'_> {
             .and_then(|()| self.writer.write_str(value));
     }
 
-    /// The field as the default formatter writes it.
-    fn by_default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
-        if self.result.is_err() {
+    /// The field as the default formatter writes it; `log.` metadata is
+    /// left out without a separating space, as the default formatter does.
+    fn by_default(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() || field.name().starts_with("log.") {
             return;
         }
         let mut default = DefaultVisitor::new(self.writer.by_ref(), self.is_empty);
         record(&mut default);
         self.result = default.finish();
-        // The default formatter writes every field but `log.` metadata.
         self.is_empty = false;
     }
 }
@@ -97,51 +97,45 @@ impl Visit for TextVisitor<'_> {
                 self.writer.write_str(value)?;
                 self.writer.write_char('"')
             });
-        } else if !field.name().starts_with("log.") {
-            self.by_default(|d| d.record_str(field, value));
+        } else {
+            self.by_default(field, |d| d.record_str(field, value));
         }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
         if self.plain(field) {
             self.raw(field, itoa::Buffer::new().format(value));
-        } else if !field.name().starts_with("log.") {
-            self.by_default(|d| d.record_u64(field, value));
+        } else {
+            self.by_default(field, |d| d.record_u64(field, value));
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
         if self.plain(field) {
             self.raw(field, itoa::Buffer::new().format(value));
-        } else if !field.name().starts_with("log.") {
-            self.by_default(|d| d.record_i64(field, value));
+        } else {
+            self.by_default(field, |d| d.record_i64(field, value));
         }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
         if self.plain(field) {
             self.raw(field, if value { "true" } else { "false" });
-        } else if !field.name().starts_with("log.") {
-            self.by_default(|d| d.record_bool(field, value));
+        } else {
+            self.by_default(field, |d| d.record_bool(field, value));
         }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if !field.name().starts_with("log.") {
-            self.by_default(|d| d.record_f64(field, value));
-        }
+        self.by_default(field, |d| d.record_f64(field, value));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        if !field.name().starts_with("log.") {
-            self.by_default(|d| d.record_error(field, value));
-        }
+        self.by_default(field, |d| d.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if !field.name().starts_with("log.") {
-            self.by_default(|d| d.record_debug(field, value));
-        }
+        self.by_default(field, |d| d.record_debug(field, value));
     }
 }
 
